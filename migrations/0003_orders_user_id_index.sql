@@ -1,0 +1,5 @@
+-- stackwright:no-transaction
+-- "My orders" looks orders up by user. By the time this ships, orders is taking
+-- writes, so the index is built CONCURRENTLY (no write lock), which PostgreSQL
+-- only allows outside a transaction: hence the directive on the first line.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_user_id_idx ON orders (user_id);

@@ -1,0 +1,63 @@
+//! Events apply emits as it works. The terminal renderer, the JSON output and (later) the
+//! apply history all consume the same stream, so what a user sees, what CI parses and what
+//! an auditor reads cannot drift apart.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    ActionStarted {
+        address: String,
+        action: String,
+    },
+    ActionFinished {
+        address: String,
+        action: String,
+        #[serde(with = "secs")]
+        elapsed: Duration,
+        /// `None` on success.
+        error: Option<String>,
+    },
+    /// A resource is settling (RDS `creating` → `available`).
+    Waiting {
+        address: String,
+        status: String,
+        #[serde(with = "secs")]
+        elapsed: Duration,
+    },
+    /// A remark worth showing (a snapshot taken, a step skipped and why).
+    Note { address: String, message: String },
+    /// An action not started because something it depends on failed.
+    Skipped { address: String, reason: String },
+}
+
+mod secs {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_secs_f64() * 10.0).round() / 10.0)
+    }
+}
+
+pub trait EventSink: Send + Sync {
+    fn emit(&self, event: Event);
+}
+
+/// Discards events (validate, tests of the engine).
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn emit(&self, _event: Event) {}
+}
+
+/// Collects events in memory, for tests and for the apply summary.
+#[derive(Default)]
+pub struct Recorder(pub std::sync::Mutex<Vec<Event>>);
+
+impl EventSink for Recorder {
+    fn emit(&self, event: Event) {
+        self.0.lock().expect("recorder lock").push(event);
+    }
+}

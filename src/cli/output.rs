@@ -1,0 +1,153 @@
+//! The one place that writes to the terminal: colour choice, errors, apply progress.
+//!
+//! Text goes through `anstream`, which strips ANSI styling when colour is off. Progress of
+//! slow waits (RDS) is an indicatif spinner on a terminal and a plain line per status change
+//! otherwise, so CI logs stay readable.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+use anstyle::{AnsiColor, Style};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::Color;
+use crate::apply::events::{Event, EventSink};
+use crate::error::Diagnostic;
+
+const RED: Style = AnsiColor::Red.on_default();
+const GREEN: Style = AnsiColor::Green.on_default();
+const BOLD: Style = Style::new().bold();
+
+pub fn init(color: Color, verbose: u8) {
+    let choice = match color {
+        Color::Auto => anstream::ColorChoice::Auto,
+        Color::Always => anstream::ColorChoice::Always,
+        Color::Never => anstream::ColorChoice::Never,
+    };
+    choice.write_global();
+    let default = match verbose {
+        // aws-config warns about absent config files, which is the normal case in CI.
+        0 => "warn,aws_config=error",
+        1 => "stackwright=info",
+        _ => "stackwright=debug,aws_config=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STACKWRIGHT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+pub fn paint(style: Style, text: &str) -> String {
+    format!("{style}{text}{style:#}")
+}
+
+/// Prints to stdout (styling stripped when colour is off).
+pub fn print(text: &str) {
+    let mut out = anstream::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+pub fn println(text: &str) {
+    print(&format!("{text}\n"));
+}
+
+pub fn eprintln(text: &str) {
+    let mut err = anstream::stderr().lock();
+    let _ = writeln!(err, "{text}");
+}
+
+pub fn success(text: &str) {
+    println(&paint(GREEN.bold(), text));
+}
+
+/// An error, rendered once: a diagnostic with its location, or the error chain.
+pub fn error(e: &anyhow::Error) {
+    let body = match e.downcast_ref::<Diagnostic>() {
+        Some(d) => d.to_string(),
+        None => format!("{e:#}"),
+    };
+    eprintln(&format!("{} {body}", paint(RED.bold(), "Error:")));
+}
+
+pub fn stdin_is_terminal() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+/// Asks for `yes` on the terminal.
+pub fn confirm(question: &str) -> bool {
+    print(&format!("\n{}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ", paint(BOLD, question)));
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).is_ok() && line.trim() == "yes"
+}
+
+fn gerund(action: &str) -> &'static str {
+    match action {
+        "create" => "Creating",
+        "update" => "Modifying",
+        "replace" => "Replacing",
+        "delete" => "Destroying",
+        "run" => "Running",
+        _ => "Working on",
+    }
+}
+
+fn done_word(action: &str) -> &'static str {
+    match action {
+        "create" => "Creation complete",
+        "update" => "Modifications complete",
+        "replace" => "Replacement complete",
+        "delete" => "Destruction complete",
+        _ => "Complete",
+    }
+}
+
+/// Renders apply events for a person (lines, spinners) or for CI (`--json`: one JSON object per line).
+pub struct TermEvents {
+    json: bool,
+    tty: bool,
+    spinners: Mutex<BTreeMap<String, ProgressBar>>,
+}
+
+impl TermEvents {
+    pub fn new(json: bool) -> Self {
+        TermEvents { json, tty: std::io::stdout().is_terminal(), spinners: Mutex::new(BTreeMap::new()) }
+    }
+}
+
+impl EventSink for TermEvents {
+    fn emit(&self, event: Event) {
+        if self.json {
+            println(&serde_json::to_string(&event).expect("event json"));
+            return;
+        }
+        match event {
+            Event::ActionStarted { address, action } => println(&format!("{}: {}...", paint(BOLD, &address), gerund(&action))),
+            Event::ActionFinished { address, action, elapsed, error } => {
+                if let Some(sp) = self.spinners.lock().expect("spinners").remove(&address) {
+                    sp.finish_and_clear();
+                }
+                match error {
+                    None => println(&format!("{}: {} after {:.1}s", paint(BOLD, &address), done_word(&action), elapsed.as_secs_f64())),
+                    Some(e) => println(&format!("{}: {} {e}", paint(BOLD, &address), paint(RED.bold(), "failed:"))),
+                }
+            }
+            Event::Waiting { address, status, elapsed } => {
+                if self.tty {
+                    let mut sp = self.spinners.lock().expect("spinners");
+                    let bar = sp.entry(address.clone()).or_insert_with(|| {
+                        let b = ProgressBar::new_spinner();
+                        b.set_style(ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})").expect("template"));
+                        b.set_prefix(address.clone());
+                        b.enable_steady_tick(std::time::Duration::from_millis(120));
+                        b
+                    });
+                    bar.set_message(format!("status {status}"));
+                } else {
+                    println(&format!("{address}: waiting, status {status} ({}s elapsed)", elapsed.as_secs()));
+                }
+            }
+            Event::Note { address, message } => println(&format!("{address}: {message}")),
+            Event::Skipped { address, reason } => println(&format!("{}: skipped ({reason})", paint(BOLD, &address))),
+        }
+    }
+}

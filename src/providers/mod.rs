@@ -1,0 +1,284 @@
+//! Resource providers: one file per AWS resource kind, all behind the [`Provider`] trait,
+//! and data sources behind [`DataSource`].
+//!
+//! The engine (plan, apply) knows nothing of S3 or RDS: it asks the [`registry`] for the
+//! provider of a kind and speaks only this trait. A new resource kind is a new file here
+//! plus one line in [`registry`]. Every AWS call goes through the official SDK clients held
+//! by [`Aws`], built once from `aws-config`'s standard chain.
+
+pub mod schema;
+
+mod data_subnets;
+mod data_vpc;
+mod rds_instance;
+mod rds_parameter_group;
+mod rds_subnet_group;
+mod s3_bucket;
+mod ssm_parameter;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::apply::events::{Event, EventSink};
+use crate::value::{Attrs, Desired, Resolved};
+pub use schema::{Attr, Schema, SecretMode, Ty};
+
+/// An AWS error, reduced to what a user needs: the service's error code and message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+pub struct AwsError {
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn new(code: Option<&str>, message: impl Into<String>) -> Self {
+        AwsError {
+            code: code.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+    /// A failure of this tool's own, not of AWS (a timeout, an unexpected reply).
+    pub fn local(message: impl Into<String>) -> Self {
+        AwsError::new(None, message)
+    }
+}
+
+/// Converts any SDK error, keeping the AWS error code.
+pub fn aws_err<E>(err: E) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = err.code().map(str::to_owned);
+    let message = err
+        .message()
+        .map(str::to_owned)
+        .unwrap_or_else(|| aws_smithy_types::error::display::DisplayErrorContext(&err).to_string());
+    AwsError { code, message }
+}
+
+pub type Result<T, E = AwsError> = std::result::Result<T, E>;
+
+/// The SDK configuration and lazily built clients, shared by every provider call.
+pub struct Aws {
+    pub config: SdkConfig,
+    s3: OnceLock<aws_sdk_s3::Client>,
+    ssm: OnceLock<aws_sdk_ssm::Client>,
+    rds: OnceLock<aws_sdk_rds::Client>,
+    ec2: OnceLock<aws_sdk_ec2::Client>,
+}
+
+impl Aws {
+    /// Loads the standard chain: AWS_PROFILE, AWS_REGION, credentials, AWS_ENDPOINT_URL,
+    /// with the SDK's standard retry mode. `region` is the stack's, used when none is set.
+    pub async fn load(region: Option<&str>) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5));
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            && let Some(r) = region
+        {
+            loader = loader.region(aws_config::Region::new(r.to_owned()));
+        }
+        Self::from_config(loader.load().await)
+    }
+
+    pub fn from_config(config: SdkConfig) -> Self {
+        Aws {
+            config,
+            s3: OnceLock::new(),
+            ssm: OnceLock::new(),
+            rds: OnceLock::new(),
+            ec2: OnceLock::new(),
+        }
+    }
+
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        self.s3.get_or_init(|| {
+            // A custom endpoint (moto, LocalStack, MinIO) rarely serves virtual-hosted buckets.
+            let path_style = self.config.endpoint_url().is_some();
+            let conf = aws_sdk_s3::config::Builder::from(&self.config)
+                .force_path_style(path_style)
+                .build();
+            aws_sdk_s3::Client::from_conf(conf)
+        })
+    }
+    pub fn ssm(&self) -> &aws_sdk_ssm::Client {
+        self.ssm.get_or_init(|| aws_sdk_ssm::Client::new(&self.config))
+    }
+    pub fn rds(&self) -> &aws_sdk_rds::Client {
+        self.rds.get_or_init(|| aws_sdk_rds::Client::new(&self.config))
+    }
+    pub fn ec2(&self) -> &aws_sdk_ec2::Client {
+        self.ec2.get_or_init(|| aws_sdk_ec2::Client::new(&self.config))
+    }
+}
+
+/// Everything one provider call may use: the clients, the address it acts for (for
+/// progress events) and the waiting policy.
+pub struct Cx<'a> {
+    pub aws: &'a Aws,
+    pub address: &'a str,
+    pub events: &'a dyn EventSink,
+    /// How long to wait for a resource to settle (RDS `available`) before failing.
+    pub wait_timeout: Duration,
+    pub poll_interval: Duration,
+}
+
+impl Cx<'_> {
+    pub fn progress(&self, status: &str, elapsed: Duration) {
+        self.events.emit(Event::Waiting {
+            address: self.address.to_owned(),
+            status: status.to_owned(),
+            elapsed,
+        });
+    }
+    pub fn note(&self, message: impl Into<String>) {
+        self.events.emit(Event::Note {
+            address: self.address.to_owned(),
+            message: message.into(),
+        });
+    }
+}
+
+/// A resource as read from AWS: its id and the attributes the kind manages, plus outputs.
+/// Sensitive attributes may be present (decrypted) for comparison in memory; the engine
+/// strips them before anything is stored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Live {
+    pub id: String,
+    pub attrs: Attrs,
+}
+
+/// What the plan should say about a change beyond the attribute diff.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChangeNotes {
+    /// Plain remarks ("applied at the next maintenance window").
+    pub notes: Vec<String>,
+    /// Warnings shown in red (data-loss adjacent: "snapshot X will be taken").
+    pub warnings: Vec<String>,
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn schema(&self) -> &'static Schema;
+
+    /// Whether a desired attribute holds a secret even when written as a plain value
+    /// (an SSM `SecureString` value).
+    fn is_sensitive(&self, _attr: &str, _desired: &BTreeMap<String, Desired>) -> bool {
+        false
+    }
+
+    /// The AWS identifier the resource will have, when the configuration decides it
+    /// (bucket name, parameter name); used to notice a resource that exists but is not in state.
+    fn id_for(&self, desired: &BTreeMap<String, Desired>) -> Option<String>;
+
+    /// Reads the managed attributes; `None` when it does not exist.
+    async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>>;
+    async fn create(&self, cx: &Cx<'_>, input: &Resolved) -> Result<Live>;
+    /// `changed` lists the attributes that differ; local-only ones need no AWS call.
+    async fn update(&self, cx: &Cx<'_>, id: &str, input: &Resolved, changed: &[String]) -> Result<Live>;
+    async fn delete(&self, cx: &Cx<'_>, id: &str, prior: &Attrs) -> Result<()>;
+
+    /// Refuses impossible changes at plan time (shrinking storage) and explains others.
+    /// `prior` is the live (or stored) attributes when the resource exists.
+    fn check_change(
+        &self,
+        _prior: Option<&Attrs>,
+        _desired: &BTreeMap<String, Desired>,
+    ) -> std::result::Result<ChangeNotes, String> {
+        Ok(ChangeNotes::default())
+    }
+
+    /// What deleting this resource will do besides deleting it (a final snapshot).
+    fn delete_notes(&self, _prior: &Attrs) -> ChangeNotes {
+        ChangeNotes::default()
+    }
+}
+
+/// A data source: read at plan time (`<= read`), never created.
+#[async_trait]
+pub trait DataSource: Send + Sync {
+    /// The kind after `data.`, e.g. `vpc`.
+    fn kind(&self) -> &'static str;
+    fn schema(&self) -> &'static Schema;
+    async fn read(&self, aws: &Aws, args: &Resolved) -> Result<Attrs>;
+}
+
+pub struct Registry {
+    providers: BTreeMap<&'static str, Box<dyn Provider>>,
+    data: BTreeMap<&'static str, Box<dyn DataSource>>,
+}
+
+impl Registry {
+    pub fn provider(&self, kind: &str) -> Option<&dyn Provider> {
+        self.providers.get(kind).map(|p| p.as_ref())
+    }
+    pub fn data_source(&self, kind: &str) -> Option<&dyn DataSource> {
+        self.data.get(kind).map(|d| d.as_ref())
+    }
+    pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.providers.keys().copied()
+    }
+    pub fn data_kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.data.keys().copied()
+    }
+}
+
+/// Every resource kind and data source this build knows.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let providers: Vec<Box<dyn Provider>> = vec![
+            Box::new(s3_bucket::S3Bucket),
+            Box::new(ssm_parameter::SsmParameter),
+            Box::new(rds_instance::RdsInstance),
+            Box::new(rds_subnet_group::RdsSubnetGroup),
+            Box::new(rds_parameter_group::RdsParameterGroup),
+        ];
+        let data: Vec<Box<dyn DataSource>> = vec![
+            Box::new(data_vpc::Vpc),
+            Box::new(data_subnets::Subnets),
+        ];
+        Registry {
+            providers: providers.into_iter().map(|p| (p.kind(), p)).collect(),
+            data: data.into_iter().map(|d| (d.kind(), d)).collect(),
+        }
+    })
+}
+
+/// Polls `read` until `done` says the resource settled, emitting one progress event per
+/// status change; fails after `cx.wait_timeout`.
+pub async fn wait_for<F, Fut>(cx: &Cx<'_>, what: &str, mut poll: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>>>,
+{
+    let start = std::time::Instant::now();
+    let mut last = String::new();
+    loop {
+        // `None` means settled; `Some(status)` means still waiting in that status.
+        match poll().await? {
+            None => return Ok(()),
+            Some(status) => {
+                if status != last {
+                    cx.progress(&status, start.elapsed());
+                    last = status;
+                }
+            }
+        }
+        if start.elapsed() >= cx.wait_timeout {
+            return Err(AwsError::local(format!(
+                "timed out after {}s waiting for {what} (last status: {last}); raise it with --wait-timeout",
+                cx.wait_timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(cx.poll_interval).await;
+    }
+}

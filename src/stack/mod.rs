@@ -1,0 +1,159 @@
+//! The stack format: one TOML file describing a stack's resources, variables, environments
+//! and migrations (see docs/stack-format.md).
+//!
+//! Loading is two-staged, as in ripgrep's flags: [`load`] parses and validates with no side
+//! effects (no AWS call, no file written) into a [`Stack`] whose values are [`Expr`]s with
+//! only resource references left; planning then resolves those against AWS. Every error
+//! carries `file:line:column` from TOML spans and a hint.
+
+pub mod expr;
+mod parse;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Diagnostic, Location};
+pub use expr::{Expr, Part, Ref};
+
+/// A validated stack for one environment.
+#[derive(Debug)]
+pub struct Stack {
+    pub path: PathBuf,
+    pub source: String,
+    pub name: String,
+    pub region: Option<String>,
+    pub environments: Vec<String>,
+    pub env: Option<String>,
+    /// `[vars]`, overlaid by `[env.<env>.vars]`, overlaid by `--var`.
+    pub vars: BTreeMap<String, Value>,
+    pub resources: BTreeMap<String, Resource>,
+    pub data: BTreeMap<String, Resource>,
+    pub migrations: Option<MigrationsDecl>,
+    /// sha256 over the file, the environment, the variables and every `from_file` it read.
+    pub digest: String,
+}
+
+/// A resource (`[kind.name]`) or data source (`[data.kind.name]`) declaration.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub address: String,
+    pub kind: String,
+    pub name: String,
+    pub attrs: BTreeMap<String, Expr>,
+    pub depends_on: Vec<String>,
+    pub prevent_destroy: bool,
+    /// Byte span of the table header, and of each attribute's value, for errors at plan time.
+    pub span: Range<usize>,
+    pub attr_spans: BTreeMap<String, Range<usize>>,
+}
+
+impl Resource {
+    /// Every address this resource depends on, sorted and unique.
+    pub fn dependencies(&self) -> Vec<String> {
+        let mut refs = Vec::new();
+        self.attrs.values().for_each(|e| e.refs(&mut refs));
+        let mut deps: Vec<String> = refs.into_iter().map(|r| r.address).collect();
+        deps.extend(self.depends_on.iter().cloned());
+        deps.sort();
+        deps.dedup();
+        deps.retain(|d| d != &self.address);
+        deps
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UrlSource {
+    /// An SSM parameter name, read with decryption at plan/apply time.
+    Ssm(String),
+    /// Already read from the environment at load time.
+    Env(String, crate::secret::SecretString),
+}
+
+#[derive(Debug, Clone)]
+pub struct MigrationsDecl {
+    pub dir: PathBuf,
+    /// The `rds_instance` address the migrations run against (the snapshot target).
+    pub database: String,
+    pub url: UrlSource,
+    /// `None` when snapshots are off; the reason is recorded.
+    pub snapshot: SnapshotPolicy,
+    pub verify: Vec<String>,
+    pub command: Option<Vec<String>>,
+    pub url_env: String,
+    pub span: Range<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SnapshotPolicy {
+    Before,
+    Off { reason: String },
+}
+
+/// What the command line adds to a stack file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub env: Option<String>,
+    /// `--var k=v`, applied last.
+    pub vars: Vec<(String, String)>,
+}
+
+impl Stack {
+    pub fn location(&self, span: Range<usize>) -> Location {
+        Location::from_span(&self.path, &self.source, span)
+    }
+
+    /// A resource or data source by address.
+    pub fn get(&self, address: &str) -> Option<&Resource> {
+        self.resources.get(address).or_else(|| self.data.get(address))
+    }
+
+    /// The error for a problem with one attribute of a resource, pointing at its value.
+    pub fn attr_error(&self, address: &str, attr: &str, message: impl Into<String>) -> Diagnostic {
+        let d = Diagnostic::new(message).for_address(address);
+        match self.get(address) {
+            Some(r) => {
+                let span = r.attr_spans.get(attr).cloned().unwrap_or(r.span.clone());
+                d.at(self.location(span))
+            }
+            None => d,
+        }
+    }
+
+    /// Default state file: `state/<stack>/<env>.json`, or `state/<stack>.json` without environments.
+    pub fn default_state_path(&self) -> PathBuf {
+        match &self.env {
+            Some(env) => Path::new("state").join(&self.name).join(format!("{env}.json")),
+            None => Path::new("state").join(format!("{}.json", self.name)),
+        }
+    }
+}
+
+/// Reads, parses and validates a stack file. Changes nothing, calls nothing.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Stack, Diagnostic> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostic::new(format!("cannot read stack file {}: {e}", path.display()))
+            .hint("pass the path of a stack TOML file, e.g. stacks/webapp.toml")
+    })?;
+    let mut stack = parse::parse(path, source, opts)?;
+    stack.digest = digest(&stack, &parse::file_inputs(&stack));
+    Ok(stack)
+}
+
+fn digest(stack: &Stack, extra: &[(String, Vec<u8>)]) -> String {
+    let mut h = Sha256::new();
+    h.update(stack.source.as_bytes());
+    h.update(b"\0env\0");
+    h.update(stack.env.as_deref().unwrap_or("").as_bytes());
+    for (k, v) in &stack.vars {
+        h.update(format!("\0var\0{k}={v}").as_bytes());
+    }
+    for (name, bytes) in extra {
+        h.update(format!("\0file\0{name}\0").as_bytes());
+        h.update(bytes);
+    }
+    hex::encode(h.finalize())
+}

@@ -1,0 +1,715 @@
+//! TOML → [`Stack`]: walks the spanned document, checks every table against the kind's
+//! schema, substitutes `var.*`, `env` and `stack.*`, reads secret sources, and checks that
+//! every reference names something that exists.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::expr::{Expr, Part, RawPart, Ref, split_template};
+use super::{LoadOptions, MigrationsDecl, Resource, SnapshotPolicy, Stack, UrlSource};
+use crate::error::{Diagnostic, Location, suggest};
+use crate::providers::{Attr, Schema, SecretMode, Ty, registry};
+use crate::secret::SecretString;
+
+const META_KEYS: &[&str] = &["depends_on", "lifecycle"];
+const TOP_KEYS: &[&str] = &["stack", "vars", "env", "migrations", "data"];
+
+struct Cx<'a> {
+    path: &'a Path,
+    source: &'a str,
+    env: Option<String>,
+    stack_name: String,
+    region: Option<String>,
+    vars: BTreeMap<String, Value>,
+}
+
+impl Cx<'_> {
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(message).at(Location::from_span(self.path, self.source, span))
+    }
+}
+
+type Table<'i> = DeTable<'i>;
+
+fn entries<'a, 'i>(t: &'a Table<'i>) -> impl Iterator<Item = (&'a str, Range<usize>, &'a Spanned<DeValue<'i>>)> {
+    t.iter().map(|(k, v)| (k.get_ref().as_ref(), k.span(), v))
+}
+
+fn get<'a, 'i>(t: &'a Table<'i>, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
+    t.iter().find(|(k, _)| k.get_ref().as_ref() == key).map(|(_, v)| v)
+}
+
+fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a datetime",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+fn as_table<'a, 'i>(cx: &Cx<'_>, v: &'a Spanned<DeValue<'i>>, what: &str) -> Result<&'a Table<'i>, Diagnostic> {
+    match v.get_ref() {
+        DeValue::Table(t) => Ok(t),
+        other => Err(cx
+            .err(v.span(), format!("{what} must be a table, found {}", type_name(other)))
+            .hint(format!("write it as a [{what}] section"))),
+    }
+}
+
+fn as_str<'a>(cx: &Cx<'_>, v: &'a Spanned<DeValue<'_>>, what: &str) -> Result<&'a str, Diagnostic> {
+    match v.get_ref() {
+        DeValue::String(s) => Ok(s.as_ref()),
+        other => Err(cx.err(v.span(), format!("`{what}` must be a string, found {}", type_name(other)))),
+    }
+}
+
+fn str_list(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>, what: &str) -> Result<Vec<(String, Range<usize>)>, Diagnostic> {
+    match v.get_ref() {
+        DeValue::Array(items) => items
+            .iter()
+            .map(|i| as_str(cx, i, what).map(|s| (s.to_owned(), i.span())))
+            .collect(),
+        other => Err(cx.err(v.span(), format!("`{what}` must be an array of strings, found {}", type_name(other)))),
+    }
+}
+
+fn unknown_key(cx: &Cx<'_>, key: &str, span: Range<usize>, context: &str, known: &[&str]) -> Diagnostic {
+    let d = cx.err(span, format!("unknown key `{key}` in {context}"));
+    match suggest(key, known.iter().copied()) {
+        Some(s) => d.hint(format!("did you mean `{s}`?")),
+        None => d.hint(format!("allowed keys: {}", known.join(", "))),
+    }
+}
+
+/// A plain TOML value as JSON (no interpolation).
+fn literal(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>) -> Result<Value, Diagnostic> {
+    Ok(match v.get_ref() {
+        DeValue::String(s) => Value::String(s.to_string()),
+        DeValue::Integer(i) => Value::from(parse_int(cx, v.span(), i.as_str(), i.radix())?),
+        DeValue::Float(f) => serde_json::Number::from_f64(f.as_str().replace('_', "").parse().unwrap_or(f64::NAN))
+            .map(Value::Number)
+            .ok_or_else(|| cx.err(v.span(), "not a finite number"))?,
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Datetime(_) => return Err(cx.err(v.span(), "datetimes are not supported").hint("quote it as a string")),
+        DeValue::Array(a) => Value::Array(a.iter().map(|i| literal(cx, i)).collect::<Result<_, _>>()?),
+        DeValue::Table(t) => Value::Object(
+            entries(t)
+                .map(|(k, _, v)| literal(cx, v).map(|v| (k.to_owned(), v)))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+fn parse_int(cx: &Cx<'_>, span: Range<usize>, text: &str, radix: u32) -> Result<i64, Diagnostic> {
+    let digits = text.replace('_', "");
+    let digits = digits
+        .trim_start_matches('+')
+        .trim_start_matches("0x")
+        .trim_start_matches("0o")
+        .trim_start_matches("0b");
+    i64::from_str_radix(digits, radix).map_err(|_| cx.err(span, "integer out of range"))
+}
+
+pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<Stack, Diagnostic> {
+    let doc = DeTable::parse(&source).map_err(|e| {
+        let d = Diagnostic::new(format!("invalid TOML: {}", e.message().trim()));
+        match e.span() {
+            Some(span) => d.at(Location::from_span(path, &source, span)),
+            None => d.for_address(path.display().to_string()),
+        }
+    })?;
+    let root = doc.get_ref();
+    let mut cx = Cx {
+        path,
+        source: &source,
+        env: None,
+        stack_name: String::new(),
+        region: None,
+        vars: BTreeMap::new(),
+    };
+    let reg = registry();
+    let kinds: Vec<&str> = reg.kinds().collect();
+
+    // [stack]
+    let Some(stack_v) = get(root, "stack") else {
+        return Err(Diagnostic::new("missing [stack] table")
+            .at(Location::from_span(path, &source, 0..0))
+            .hint("start the file with:\n[stack]\nname = \"webapp\"\nregion = \"us-east-1\""));
+    };
+    let stack_t = as_table(&cx, stack_v, "stack")?;
+    let mut name = None;
+    let mut environments: Vec<String> = Vec::new();
+    for (k, kspan, v) in entries(stack_t) {
+        match k {
+            "name" => {
+                let n = as_str(&cx, v, "name")?;
+                if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                    return Err(cx.err(v.span(), format!("invalid stack name \"{n}\"")).hint("use letters, digits, '-' and '_'"));
+                }
+                name = Some(n.to_owned());
+            }
+            "region" => cx.region = Some(as_str(&cx, v, "region")?.to_owned()),
+            "environments" => environments = str_list(&cx, v, "environments")?.into_iter().map(|(s, _)| s).collect(),
+            _ => return Err(unknown_key(&cx, k, kspan, "[stack]", &["name", "region", "environments"])),
+        }
+    }
+    cx.stack_name = name.ok_or_else(|| cx.err(stack_v.span(), "[stack] has no `name`").hint("add name = \"webapp\""))?;
+
+    // Environment selection.
+    let env_tables = match get(root, "env") {
+        Some(v) => Some(as_table(&cx, v, "env")?),
+        None => None,
+    };
+    match (&opts.env, environments.is_empty()) {
+        (None, false) => {
+            return Err(Diagnostic::new(format!(
+                "stack `{}` has environments ({}); choose one with --env",
+                cx.stack_name,
+                environments.join(", ")
+            ))
+            .at(Location::from_span(path, &source, get(stack_t, "environments").map(|v| v.span()).unwrap_or(0..0)))
+            .hint(format!("e.g. --env {}", environments[0])))
+        }
+        (Some(e), false) if !environments.contains(e) => {
+            let d = Diagnostic::new(format!("unknown environment `{e}`; this stack has {}", environments.join(", ")))
+                .at(Location::from_span(path, &source, get(stack_t, "environments").map(|v| v.span()).unwrap_or(0..0)));
+            return Err(match suggest(e, environments.iter().map(String::as_str)) {
+                Some(s) => d.hint(format!("did you mean `--env {s}`?")),
+                None => d.hint("add it to [stack] environments, or pick one of those"),
+            });
+        }
+        (Some(e), true) => {
+            return Err(Diagnostic::new(format!("--env {e} given, but the stack declares no environments"))
+                .at(Location::from_span(path, &source, stack_v.span()))
+                .hint("add environments = [\"dev\", ...] to [stack], or drop --env"))
+        }
+        _ => {}
+    }
+    cx.env = opts.env.clone();
+
+    // Variables: [vars] < [env.E.vars] < --var.
+    if let Some(v) = get(root, "vars") {
+        for (k, _, val) in entries(as_table(&cx, v, "vars")?) {
+            cx.vars.insert(k.to_owned(), literal(&cx, val)?);
+        }
+    }
+    if let Some(envs) = env_tables {
+        for (e, espan, et) in entries(envs) {
+            if !environments.iter().any(|x| x == e) {
+                return Err(cx.err(espan, format!("[env.{e}] names an environment not in [stack] environments")).hint(format!("declared: {}", environments.join(", "))));
+            }
+            for (k, kspan, v) in entries(as_table(&cx, et, &format!("env.{e}"))?) {
+                if k != "vars" {
+                    return Err(unknown_key(&cx, k, kspan, &format!("[env.{e}]"), &["vars"]));
+                }
+                if Some(e) == cx.env.as_deref() {
+                    for (vk, _, vv) in entries(as_table(&cx, v, &format!("env.{e}.vars"))?) {
+                        cx.vars.insert(vk.to_owned(), literal(&cx, vv)?);
+                    }
+                }
+            }
+        }
+    }
+    for (k, v) in &opts.vars {
+        cx.vars.insert(k.clone(), Value::String(v.clone()));
+    }
+
+    // Resources and data sources.
+    let mut resources = BTreeMap::new();
+    let mut data = BTreeMap::new();
+    let mut migrations = None;
+    for (top, tspan, v) in entries(root) {
+        match top {
+            "stack" | "vars" | "env" => {}
+            "migrations" => migrations = Some((v, tspan)),
+            "data" => {
+                for (dkind, dspan, dv) in entries(as_table(&cx, v, "data")?) {
+                    let Some(ds) = reg.data_source(dkind) else {
+                        let known: Vec<&str> = reg.data_kinds().collect();
+                        return Err(unknown_key(&cx, dkind, dspan, "[data]", &known).hint(format!("data sources: {}", known.join(", "))));
+                    };
+                    for (n, nspan, body) in entries(as_table(&cx, dv, &format!("data.{dkind}"))?) {
+                        let r = resource(&cx, &format!("data.{dkind}"), dkind, n, nspan, body, ds.schema(), false)?;
+                        data.insert(r.address.clone(), r);
+                    }
+                }
+            }
+            kind => {
+                let Some(p) = reg.provider(kind) else {
+                    let mut known = kinds.clone();
+                    known.extend(TOP_KEYS);
+                    let d = cx.err(tspan, format!("unknown resource kind `{kind}`"));
+                    return Err(match suggest(kind, known.iter().copied()) {
+                        Some(s) => d.hint(format!("did you mean `{s}`?")),
+                        None => d.hint(format!("resource kinds: {}", kinds.join(", "))),
+                    });
+                };
+                for (n, nspan, body) in entries(as_table(&cx, v, kind)?) {
+                    let r = resource(&cx, kind, kind, n, nspan, body, p.schema(), true)?;
+                    resources.insert(r.address.clone(), r);
+                }
+            }
+        }
+    }
+
+    let mut stack = Stack {
+        path: path.to_owned(),
+        source: String::new(),
+        name: cx.stack_name.clone(),
+        region: cx.region.clone(),
+        environments,
+        env: cx.env.clone(),
+        vars: cx.vars.clone(),
+        resources,
+        data,
+        migrations: None,
+        digest: String::new(),
+    };
+    check_references(&cx, &stack)?;
+    if let Some((v, tspan)) = migrations {
+        stack.migrations = Some(migrations_decl(&cx, v, tspan, &stack)?);
+    }
+    stack.source = source.clone();
+    Ok(stack)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resource(
+    cx: &Cx<'_>,
+    prefix: &str,
+    kind: &str,
+    name: &str,
+    nspan: Range<usize>,
+    body: &Spanned<DeValue<'_>>,
+    schema: &Schema,
+    is_resource: bool,
+) -> Result<Resource, Diagnostic> {
+    let address = format!("{prefix}.{name}");
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(cx.err(nspan, format!("invalid name `{name}` in `{address}`")).hint("use letters, digits, '_' and '-'"));
+    }
+    let t = as_table(cx, body, &address)?;
+    let mut r = Resource {
+        address: address.clone(),
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        attrs: BTreeMap::new(),
+        depends_on: Vec::new(),
+        prevent_destroy: false,
+        span: nspan.clone(),
+        attr_spans: BTreeMap::new(),
+    };
+    let mut allowed: Vec<&str> = schema.attrs.iter().map(|a| a.name).collect();
+    if is_resource {
+        allowed.extend(META_KEYS);
+    }
+    for (k, kspan, v) in entries(t) {
+        match k {
+            "depends_on" if is_resource => {
+                r.depends_on = str_list(cx, v, "depends_on")?.into_iter().map(|(s, _)| s).collect();
+                r.attr_spans.insert(k.to_owned(), v.span());
+            }
+            "lifecycle" if is_resource => {
+                for (lk, lspan, lv) in entries(as_table(cx, v, &format!("{address}.lifecycle"))?) {
+                    match (lk, lv.get_ref()) {
+                        ("prevent_destroy", DeValue::Boolean(b)) => r.prevent_destroy = *b,
+                        ("prevent_destroy", other) => {
+                            return Err(cx.err(lv.span(), format!("`prevent_destroy` must be a boolean, found {}", type_name(other))));
+                        }
+                        _ => return Err(unknown_key(cx, lk, lspan, &format!("{address}.lifecycle"), &["prevent_destroy"])),
+                    }
+                }
+            }
+            _ => {
+                let Some(attr) = schema.attr(k) else {
+                    if schema.is_output(k) {
+                        return Err(cx.err(kspan, format!("`{k}` is set by AWS and cannot be configured on `{address}`")).hint(format!("reference it instead: ${{{address}.{k}}}")));
+                    }
+                    return Err(unknown_key(cx, k, kspan, &format!("`{address}`"), &allowed));
+                };
+                let e = attr_expr(cx, &address, attr, v)?;
+                r.attrs.insert(k.to_owned(), e);
+                r.attr_spans.insert(k.to_owned(), v.span());
+            }
+        }
+    }
+    for a in schema.attrs.iter().filter(|a| a.required) {
+        if !r.attrs.contains_key(a.name) {
+            return Err(cx
+                .err(nspan.clone(), format!("`{address}` is missing required attribute `{}`", a.name))
+                .hint(format!("add {} = ... ({}: {})", a.name, a.ty.describe(), a.doc)));
+        }
+    }
+    Ok(r)
+}
+
+/// An attribute value, type-checked against its schema where it is literal.
+fn attr_expr(cx: &Cx<'_>, address: &str, attr: &Attr, v: &Spanned<DeValue<'_>>) -> Result<Expr, Diagnostic> {
+    let ctx = format!("`{}` of `{address}`", attr.name);
+    // Secret sources: { from_env = "X" } / { from_file = "p" }.
+    if let DeValue::Table(t) = v.get_ref()
+        && (get(t, "from_env").is_some() || get(t, "from_file").is_some())
+    {
+        if attr.secret == SecretMode::No {
+            return Err(cx.err(v.span(), format!("{ctx} cannot come from a secret source")).hint(format!("write it as {}", attr.ty.describe())));
+        }
+        return Ok(Expr::Secret(secret_source(cx, t, v.span())?));
+    }
+    if attr.secret == SecretMode::WriteOnly {
+        return Err(cx
+            .err(v.span(), format!("{ctx} is a secret and must not be written in the stack file"))
+            .hint(format!("use {} = {{ from_env = \"VAR\" }} or {{ from_file = \"path\" }}", attr.name)));
+    }
+    typed(cx, &ctx, attr.ty, v)
+}
+
+fn typed(cx: &Cx<'_>, ctx: &str, ty: Ty, v: &Spanned<DeValue<'_>>) -> Result<Expr, Diagnostic> {
+    let mismatch = |found: &str| cx.err(v.span(), format!("{ctx} must be {}, found {found}", ty.describe()));
+    // A string with interpolation is checked once resolved.
+    if let DeValue::String(s) = v.get_ref() {
+        let e = interpolate(cx, s, v.span())?;
+        return match (&e, ty) {
+            (Expr::Lit(Value::String(s)), Ty::Enum(values)) if !values.contains(&s.as_str()) => {
+                let d = cx.err(v.span(), format!("{ctx} must be {}, found \"{s}\"", ty.describe()));
+                Err(match suggest(s, values.iter().copied()) {
+                    Some(x) => d.hint(format!("did you mean \"{x}\"?")),
+                    None => d,
+                })
+            }
+            (Expr::Lit(Value::String(s)), Ty::Int) => s.parse::<i64>().map(|i| Expr::Lit(i.into())).map_err(|_| mismatch("a string")),
+            (Expr::Lit(Value::String(s)), Ty::Bool) => s.parse::<bool>().map(|b| Expr::Lit(b.into())).map_err(|_| mismatch("a string")),
+            (Expr::Lit(_), Ty::String | Ty::Enum(_)) | (Expr::Ref(_) | Expr::Concat(_), _) => Ok(e),
+            (Expr::Lit(Value::String(_)), _) => Err(mismatch("a string")),
+            _ => Ok(e),
+        };
+    }
+    match (ty, v.get_ref()) {
+        (Ty::Bool, DeValue::Boolean(b)) => Ok(Expr::Lit(Value::Bool(*b))),
+        (Ty::Int, DeValue::Integer(i)) => Ok(Expr::Lit(parse_int(cx, v.span(), i.as_str(), i.radix())?.into())),
+        (Ty::StringList, DeValue::Array(items)) => items
+            .iter()
+            .map(|i| typed(cx, &format!("an item of {ctx}"), Ty::String, i))
+            .collect::<Result<_, _>>()
+            .map(Expr::List),
+        (Ty::StringMap, DeValue::Table(t)) => {
+            let mut m = BTreeMap::new();
+            for (k, _, item) in entries(t) {
+                let e = match item.get_ref() {
+                    DeValue::Integer(_) | DeValue::Float(_) | DeValue::Boolean(_) => Expr::Lit(Value::String(super::expr::scalar_text(&literal(cx, item)?))),
+                    _ => typed(cx, &format!("`{k}` in {ctx}"), Ty::String, item)?,
+                };
+                m.insert(k.to_owned(), e);
+            }
+            Ok(Expr::Map(m))
+        }
+        (Ty::Blocks(attrs), DeValue::Array(items)) => {
+            let mut out = Vec::new();
+            for item in items {
+                let DeValue::Table(t) = item.get_ref() else {
+                    return Err(cx.err(item.span(), format!("each item of {ctx} must be a table")));
+                };
+                let mut m = BTreeMap::new();
+                for (k, kspan, iv) in entries(t) {
+                    let Some(a) = attrs.iter().find(|a| a.name == k) else {
+                        let names: Vec<&str> = attrs.iter().map(|a| a.name).collect();
+                        return Err(unknown_key(cx, k, kspan, ctx, &names));
+                    };
+                    m.insert(k.to_owned(), typed(cx, &format!("`{k}` in {ctx}"), a.ty, iv)?);
+                }
+                for a in attrs.iter().filter(|a| a.required) {
+                    if !m.contains_key(a.name) {
+                        return Err(cx.err(item.span(), format!("an item of {ctx} is missing required `{}`", a.name)).hint(a.doc));
+                    }
+                }
+                for a in attrs.iter() {
+                    if let (false, Some(d)) = (m.contains_key(a.name), a.default.value()) {
+                        m.insert(a.name.to_owned(), Expr::Lit(d));
+                    }
+                }
+                out.push(Expr::Map(m));
+            }
+            Ok(Expr::List(out))
+        }
+        (_, other) => Err(mismatch(type_name(other))),
+    }
+}
+
+fn secret_source(cx: &Cx<'_>, t: &Table<'_>, span: Range<usize>) -> Result<SecretString, Diagnostic> {
+    let mut found = None;
+    for (k, kspan, v) in entries(t) {
+        if found.is_some() || !matches!(k, "from_env" | "from_file") {
+            return Err(unknown_key(cx, k, kspan, "a secret source", &["from_env", "from_file"]).hint("give exactly one of from_env or from_file"));
+        }
+        found = Some((k, as_str(cx, v, k)?, v.span()));
+    }
+    let (k, val, vspan) = found.ok_or_else(|| cx.err(span.clone(), "empty secret source"))?;
+    match k {
+        "from_env" => match std::env::var(val) {
+            Ok(s) => Ok(SecretString::new(s)),
+            Err(_) => Err(cx.err(vspan, format!("environment variable `{val}` is not set")).hint(format!("export {val}=... before running, or use {{ from_file = \"path\" }}"))),
+        },
+        _ => {
+            let p = relative_to_stack(cx.path, val);
+            match std::fs::read_to_string(&p) {
+                Ok(s) => Ok(SecretString::new(s.trim_end_matches(['\n', '\r']).to_owned())),
+                Err(e) => Err(cx.err(vspan, format!("cannot read secret file {}: {e}", p.display()))),
+            }
+        }
+    }
+}
+
+fn relative_to_stack(stack: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        stack.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+/// Substitutes `var.*`, `env`, `stack.*`; keeps resource references.
+fn interpolate(cx: &Cx<'_>, s: &str, span: Range<usize>) -> Result<Expr, Diagnostic> {
+    // The span includes the quote; offset into the string body when it is a basic string.
+    let body = span.start + 1;
+    let parts = split_template(s).map_err(|(m, r)| cx.err(body + r.start..body + r.end, m).hint("close it with `}`, or write `$${` for a literal `${`"))?;
+    let mut out: Vec<Part> = Vec::new();
+    let mut single_ref = None;
+    let n = parts.len();
+    for p in parts {
+        match p {
+            RawPart::Text(t) => out.push(Part::Text(t)),
+            RawPart::Interp(inner, r) => {
+                let here = body + r.start..body + r.end;
+                let segs: Vec<&str> = inner.split('.').collect();
+                let value = match segs.as_slice() {
+                    ["env"] => match &cx.env {
+                        Some(e) => Value::String(e.clone()),
+                        None => return Err(cx.err(here, "`${env}` used, but the stack has no environments").hint("add environments = [...] to [stack] and pass --env")),
+                    },
+                    ["stack", "name"] => Value::String(cx.stack_name.clone()),
+                    ["stack", "region"] => match &cx.region {
+                        Some(r) => Value::String(r.clone()),
+                        None => return Err(cx.err(here, "`${stack.region}` used, but [stack] has no region")),
+                    },
+                    ["var", v] => match cx.vars.get(*v) {
+                        Some(val) => val.clone(),
+                        None => {
+                            let d = cx.err(here, format!("unknown variable `{v}`"));
+                            return Err(match suggest(v, cx.vars.keys().map(String::as_str)) {
+                                Some(s) => d.hint(format!("did you mean `var.{s}`?")),
+                                None => d.hint(format!("declare it under [vars], or pass --var {v}=...")),
+                            });
+                        }
+                    },
+                    ["data", kind, name, attr] => {
+                        let rf = Ref { address: format!("data.{kind}.{name}"), attr: (*attr).to_owned() };
+                        if n == 1 {
+                            single_ref = Some(rf.clone());
+                        }
+                        out.push(Part::Ref(rf));
+                        continue;
+                    }
+                    [kind, name, attr] if !matches!(*kind, "var" | "stack" | "data") => {
+                        let rf = Ref { address: format!("{kind}.{name}"), attr: (*attr).to_owned() };
+                        if n == 1 {
+                            single_ref = Some(rf.clone());
+                        }
+                        out.push(Part::Ref(rf));
+                        continue;
+                    }
+                    _ => {
+                        return Err(cx.err(here, format!("cannot interpolate `${{{inner}}}`")).hint(
+                            "use ${var.NAME}, ${env}, ${stack.name}, ${stack.region}, ${KIND.NAME.ATTR} or ${data.KIND.NAME.ATTR}",
+                        ))
+                    }
+                };
+                if n == 1 {
+                    // A whole-string variable keeps its type (a number stays a number).
+                    return Ok(Expr::Lit(value));
+                }
+                out.push(Part::Text(super::expr::scalar_text(&value)));
+            }
+        }
+    }
+    if let Some(r) = single_ref {
+        return Ok(Expr::Ref(r));
+    }
+    if out.iter().all(|p| matches!(p, Part::Text(_))) {
+        let s: String = out.into_iter().map(|p| match p {
+            Part::Text(t) => t,
+            Part::Ref(_) => unreachable!(),
+        }).collect();
+        return Ok(Expr::Lit(Value::String(s)));
+    }
+    Ok(Expr::Concat(out))
+}
+
+/// Every reference and `depends_on` entry must name a declared resource and a real attribute.
+fn check_references(cx: &Cx<'_>, stack: &Stack) -> Result<(), Diagnostic> {
+    let reg = registry();
+    let all: BTreeSet<&str> = stack.resources.keys().chain(stack.data.keys()).map(String::as_str).collect();
+    for r in stack.resources.values().chain(stack.data.values()) {
+        for (attr, e) in &r.attrs {
+            let mut refs = Vec::new();
+            e.refs(&mut refs);
+            let span = r.attr_spans[attr].clone();
+            for rf in refs {
+                let Some(target) = stack.get(&rf.address) else {
+                    let d = cx.err(span.clone(), format!("`{}` refers to `{}`, which is not declared", r.address, rf.address));
+                    return Err(match suggest(&rf.address, all.iter().copied()) {
+                        Some(s) => d.hint(format!("did you mean `{s}`?")),
+                        None => d.hint("declare it in this stack, or fix the reference"),
+                    });
+                };
+                if target.address.starts_with("data.") && !r.address.starts_with("data.") {
+                    // fine: resources may read data sources
+                }
+                let schema = if target.address.starts_with("data.") {
+                    reg.data_source(&target.kind).map(|d| d.schema())
+                } else {
+                    reg.provider(&target.kind).map(|p| p.schema())
+                }
+                .expect("kind validated");
+                if !schema.names().any(|n| n == rf.attr) {
+                    let names: Vec<&str> = schema.names().collect();
+                    let d = cx.err(span.clone(), format!("`{}` has no attribute `{}`", rf.address, rf.attr));
+                    return Err(match suggest(&rf.attr, names.iter().copied()) {
+                        Some(s) => d.hint(format!("did you mean `{}.{s}`?", rf.address)),
+                        None => d.hint(format!("attributes: {}", names.join(", "))),
+                    });
+                }
+                if r.address.starts_with("data.") && !target.address.starts_with("data.") {
+                    return Err(cx.err(span.clone(), format!("data source `{}` cannot depend on resource `{}`", r.address, rf.address)).hint("data sources are read at plan time, before any resource exists"));
+                }
+            }
+        }
+        for d in &r.depends_on {
+            if !all.contains(d.as_str()) {
+                let diag = cx.err(r.attr_spans["depends_on"].clone(), format!("`{}` depends on `{d}`, which is not declared", r.address));
+                return Err(match suggest(d, all.iter().copied()) {
+                    Some(s) => diag.hint(format!("did you mean `{s}`?")),
+                    None => diag.hint("depends_on takes resource addresses such as \"s3_bucket.uploads\""),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn migrations_decl(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>, tspan: Range<usize>, stack: &Stack) -> Result<MigrationsDecl, Diagnostic> {
+    let t = as_table(cx, v, "migrations")?;
+    const KEYS: &[&str] = &["dir", "database", "url", "snapshot", "reason", "verify", "command", "url_env"];
+    let mut dir = None;
+    let mut database = None;
+    let mut url = None;
+    let mut snapshot = "before".to_owned();
+    let mut snapshot_span = tspan.clone();
+    let mut reason = None;
+    let mut verify = Vec::new();
+    let mut command = None;
+    let mut url_env = "DATABASE_URL".to_owned();
+    for (k, kspan, val) in entries(t) {
+        match k {
+            "dir" => dir = Some(relative_to_stack_root(cx.path, as_str(cx, val, k)?)),
+            "database" => {
+                let d = as_str(cx, val, k)?;
+                let d = d.trim_start_matches("${").trim_end_matches('}');
+                match stack.resources.get(d) {
+                    Some(r) if r.kind == "rds_instance" => database = Some(d.to_owned()),
+                    Some(r) => return Err(cx.err(val.span(), format!("`database` must name an rds_instance, but `{d}` is a {}", r.kind))),
+                    None => {
+                        let rds: Vec<&str> = stack.resources.values().filter(|r| r.kind == "rds_instance").map(|r| r.address.as_str()).collect();
+                        return Err(cx.err(val.span(), format!("`database` names `{d}`, which is not declared")).hint(if rds.is_empty() { "declare an [rds_instance.NAME] and name it here".to_owned() } else { format!("declared instances: {}", rds.join(", ")) }));
+                    }
+                }
+            }
+            "url" => {
+                let ut = as_table(cx, val, "migrations.url")?;
+                if let Some(p) = get(ut, "ssm") {
+                    let e = interpolate(cx, as_str(cx, p, "ssm")?, p.span())?;
+                    let Expr::Lit(Value::String(s)) = e else {
+                        return Err(cx.err(p.span(), "`url.ssm` may use ${var.*}, ${env} and ${stack.*} only"));
+                    };
+                    url = Some(UrlSource::Ssm(s));
+                } else if let Some(p) = get(ut, "from_env") {
+                    let name = as_str(cx, p, "from_env")?;
+                    let s = secret_source(cx, ut, val.span())?;
+                    url = Some(UrlSource::Env(name.to_owned(), s));
+                } else {
+                    return Err(cx.err(val.span(), "`url` must be { ssm = \"/param/name\" } or { from_env = \"VAR\" }").hint("the URL is a secret: it is never written in the stack file"));
+                }
+            }
+            "snapshot" => {
+                snapshot = as_str(cx, val, k)?.to_owned();
+                snapshot_span = val.span();
+                if !matches!(snapshot.as_str(), "before" | "off") {
+                    return Err(cx.err(val.span(), format!("`snapshot` must be \"before\" or \"off\", found \"{snapshot}\"")));
+                }
+            }
+            "reason" => reason = Some(as_str(cx, val, k)?.to_owned()),
+            "verify" => verify = str_list(cx, val, k)?.into_iter().map(|(s, _)| s).collect(),
+            "command" => {
+                let c: Vec<String> = str_list(cx, val, k)?.into_iter().map(|(s, _)| s).collect();
+                if c.is_empty() {
+                    return Err(cx.err(val.span(), "`command` is empty").hint("e.g. command = [\"alembic\", \"upgrade\", \"head\"]"));
+                }
+                command = Some(c);
+            }
+            "url_env" => url_env = as_str(cx, val, k)?.to_owned(),
+            _ => return Err(unknown_key(cx, k, kspan, "[migrations]", KEYS)),
+        }
+    }
+    let snapshot = match (snapshot.as_str(), reason) {
+        ("off", Some(reason)) if !reason.trim().is_empty() => SnapshotPolicy::Off { reason },
+        ("off", _) => return Err(cx.err(snapshot_span, "snapshot = \"off\" needs a `reason`").hint("add reason = \"why no snapshot is needed\"; it is recorded in the migration history")),
+        _ => SnapshotPolicy::Before,
+    };
+    Ok(MigrationsDecl {
+        dir: dir.ok_or_else(|| cx.err(tspan.clone(), "[migrations] has no `dir`").hint("add dir = \"migrations\""))?,
+        database: database.ok_or_else(|| cx.err(tspan.clone(), "[migrations] has no `database`").hint("add database = \"rds_instance.NAME\""))?,
+        url: url.ok_or_else(|| cx.err(tspan.clone(), "[migrations] has no `url`").hint("add url = { ssm = \"/app/${env}/DATABASE_URL\" }"))?,
+        snapshot,
+        verify,
+        command,
+        url_env,
+        span: tspan,
+    })
+}
+
+/// Migration dirs are relative to the working directory (the project root), like state.
+fn relative_to_stack_root(_stack: &Path, p: &str) -> PathBuf {
+    PathBuf::from(p)
+}
+
+/// Non-secret files whose content the plan depends on (the migrations), for the digest.
+pub(super) fn file_inputs(stack: &Stack) -> Vec<(String, Vec<u8>)> {
+    let Some(m) = &stack.migrations else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut stack_dirs = vec![m.dir.clone()];
+    while let Some(d) = stack_dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == "__pycache__" {
+                continue;
+            }
+            if p.is_dir() {
+                stack_dirs.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p.display().to_string(), bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Start a moto server for the Stackwright integration tests, with patches.
+
+Usage (normally run by tests/common/mod.rs, never by hand):
+
+    .venv/bin/python tests/harness/moto_launcher.py --port 0 --port-file F
+    .venv/bin/python tests/harness/moto_launcher.py --self-test
+
+moto deviates from real AWS in a few places that the AWS Rust SDK (or our
+tests) cannot live with. Each such deviation is fixed here by one function
+registered with ``@patch``: its docstring says what moto does, what AWS does
+and how the patch works, and ``tests/README.md`` lists every one of them.
+Patches are applied in the launcher process only, before the server starts:
+the installed moto package is never modified on disk.
+
+``--port 0`` lets the OS pick a free port; the port actually bound is written
+to ``--port-file`` (atomically) once the server is listening, so parallel
+tests never race for ports. The process exits when its parent dies, so a
+killed test run leaves no stray servers behind.
+
+``--self-test`` starts a server on a free port, checks every patch with real
+HTTP requests (``@selftest``), prints the result and exits 0/1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+import warnings
+from collections.abc import Callable
+from xml.etree import ElementTree
+
+PINNED_MOTO_VERSION = "5.2.1"  # keep in sync with tests/harness/requirements.txt
+S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+PATCHES: list[Callable[[], None]] = []
+SELFTESTS: list[Callable[[str], None]] = []
+
+
+def patch(fn: Callable[[], None]) -> Callable[[], None]:
+    """Register a patch. It runs once, before the server starts."""
+    if not fn.__doc__:
+        raise TypeError(f"patch {fn.__name__} needs a docstring")
+    PATCHES.append(fn)
+    return fn
+
+
+def selftest(fn: Callable[[str], None]) -> Callable[[str], None]:
+    """Register a check, run by --self-test against a live server URL."""
+    SELFTESTS.append(fn)
+    return fn
+
+
+# ---------------------------------------------------------------------------
+# Patches
+# ---------------------------------------------------------------------------
+
+# Root element that AWS (and the Rust SDK's deserializers) use for S3 REST-XML
+# responses whose output has no payload member. moto 5.2.x builds these
+# responses with its generic serializer, which names the root element
+# "<Operation>Response" unless moto's own model extras
+# (moto/s3/2006-03-01/service-2.moto-extras.json.gz) give a "resultWrapper".
+# List taken from aws-sdk-s3 1.157's protocol_serde (`start_el.matches(..)`).
+S3_XML_ROOTS = {
+    "CompleteMultipartUpload": "CompleteMultipartUploadResult",
+    "CreateMultipartUpload": "InitiateMultipartUploadResult",
+    "DeleteObjects": "DeleteResult",
+    "GetBucketAccelerateConfiguration": "AccelerateConfiguration",
+    "GetBucketAcl": "AccessControlPolicy",
+    "GetBucketCors": "CORSConfiguration",
+    "GetBucketLifecycleConfiguration": "LifecycleConfiguration",
+    "GetBucketLogging": "BucketLoggingStatus",
+    "GetBucketNotificationConfiguration": "NotificationConfiguration",
+    "GetBucketRequestPayment": "RequestPaymentConfiguration",
+    "GetBucketTagging": "Tagging",
+    "GetBucketVersioning": "VersioningConfiguration",
+    "GetBucketWebsite": "WebsiteConfiguration",
+    "GetObjectAcl": "AccessControlPolicy",
+    "GetObjectTagging": "Tagging",
+    "ListBucketAnalyticsConfigurations": "ListBucketAnalyticsConfigurationResult",
+    "ListBucketInventoryConfigurations": "ListInventoryConfigurationsResult",
+    "ListBucketMetricsConfigurations": "ListMetricsConfigurationsResult",
+    "ListBuckets": "ListAllMyBucketsResult",
+    "ListMultipartUploads": "ListMultipartUploadsResult",
+    "ListObjectVersions": "ListVersionsResult",
+    "ListObjects": "ListBucketResult",
+    "ListObjectsV2": "ListBucketResult",
+    "ListParts": "ListPartsResult",
+}
+
+
+@patch
+def s3_xml_root_elements() -> None:
+    """S3 GetBucketVersioning (and a few others) answer with the wrong XML root.
+
+    moto 5.2.1 answers GetBucketVersioning with
+    ``<GetBucketVersioningResponse>`` where AWS sends
+    ``<VersioningConfiguration>``; the AWS Rust SDK checks the root element
+    and fails with "invalid root, expected VersioningConfiguration".
+    GetBucketAccelerateConfiguration has the same bug. (Older moto used a
+    module-level Jinja template, S3_BUCKET_GET_VERSIONING, for this; 5.2.x
+    serializes from the botocore model, so there is no template to patch.)
+
+    Fix: moto names the root from the operation's ``resultWrapper`` in its
+    model extras. Add the AWS root name for every S3 operation in
+    ``S3_XML_ROOTS`` whose output has no payload and no resultWrapper yet, in
+    the (cached) service model moto's serializer uses.
+    """
+    from moto.core.utils import get_service_model
+
+    model = get_service_model("s3")
+    operations = model._service_description["operations"]  # noqa: SLF001
+    shapes = model._service_description["shapes"]  # noqa: SLF001
+    added = []
+    for op_name, root in S3_XML_ROOTS.items():
+        op = operations.get(op_name)
+        if op is None or "output" not in op:
+            continue
+        output = op["output"]
+        if "payload" in shapes.get(output["shape"], {}):
+            continue
+        if output.get("resultWrapper") is None:
+            output["resultWrapper"] = root
+            added.append(op_name)
+    if "GetBucketVersioning" not in added and (
+        operations["GetBucketVersioning"]["output"].get("resultWrapper")
+        != "VersioningConfiguration"
+    ):
+        raise RuntimeError("s3_xml_root_elements: could not patch GetBucketVersioning")
+
+
+@selftest
+def check_s3_xml_root_elements(endpoint: str) -> None:
+    bucket = "selftest-versioning"
+    _http("PUT", f"{endpoint}/{bucket}")
+    body = (
+        '<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        "<Status>Enabled</Status></VersioningConfiguration>"
+    )
+    _http("PUT", f"{endpoint}/{bucket}?versioning", body.encode())
+    root = ElementTree.fromstring(_http("GET", f"{endpoint}/{bucket}?versioning"))
+    if root.tag != f"{S3_NS}VersioningConfiguration":
+        raise AssertionError(f"GetBucketVersioning root is {root.tag}")
+    status = root.findtext(f"{S3_NS}Status")
+    if status != "Enabled":
+        raise AssertionError(f"GetBucketVersioning Status is {status!r}")
+    root = ElementTree.fromstring(_http("GET", f"{endpoint}/{bucket}?accelerate"))
+    if root.tag != f"{S3_NS}AccelerateConfiguration":
+        raise AssertionError(f"GetBucketAccelerateConfiguration root is {root.tag}")
+
+
+# ---------------------------------------------------------------------------
+# Plumbing
+# ---------------------------------------------------------------------------
+
+
+def _http(method: str, url: str, body: bytes | None = None) -> bytes:
+    # moto routes requests by the SigV4 credential scope; "s3" is enough here.
+    headers = {
+        "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/"
+        "aws4_request, SignedHeaders=host, Signature=0",
+        "Content-Type": "application/xml",
+    }
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        return resp.read()
+
+
+def check_moto_version() -> str:
+    version = importlib.metadata.version("moto")
+    if version != PINNED_MOTO_VERSION:
+        warnings.warn(
+            f"moto {version} is installed but the harness is pinned to "
+            f"{PINNED_MOTO_VERSION}: patches may not apply; run scripts/setup.sh",
+            stacklevel=1,
+        )
+    return version
+
+
+def apply_patches() -> None:
+    if os.environ.get("STACKWRIGHT_MOTO_NO_PATCHES"):
+        # For checking whether a patch is still needed; never set in CI.
+        print("STACKWRIGHT_MOTO_NO_PATCHES is set: moto runs UNPATCHED", file=sys.stderr)
+        PATCHES.clear()
+        return
+    for fn in PATCHES:
+        try:
+            fn()
+        except Exception as exc:  # make a broken patch loud, never silent
+            raise RuntimeError(f"moto patch {fn.__name__} failed: {exc}") from exc
+
+
+def start_server(host: str, port: int):
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    return server
+
+
+def write_port_file(path: str, port: int) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{port}\n")
+    os.replace(tmp, path)
+
+
+def self_test(host: str) -> int:
+    server = start_server(host, 0)
+    bound_host, port = server.get_host_and_port()
+    endpoint = f"http://{bound_host}:{port}"
+    failed = 0
+    for check in SELFTESTS:
+        try:
+            check(endpoint)
+            print(f"ok   {check.__name__}")
+        except Exception as exc:
+            failed += 1
+            print(f"FAIL {check.__name__}: {exc}")
+    server.stop()
+    print(f"moto self-test: {len(SELFTESTS) - failed} of {len(SELFTESTS)} checks ok")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: let the OS pick")
+    parser.add_argument("--port-file", help="write the bound port here when ready")
+    parser.add_argument("--self-test", action="store_true")
+    args = parser.parse_args(argv)
+
+    # Requests are logged by werkzeug to stderr; the harness sends stderr to
+    # a log file. Nothing but --self-test output goes to stdout.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+    version = check_moto_version()
+    apply_patches()
+    names = ", ".join(fn.__name__ for fn in PATCHES)
+    print(f"moto {version}, patches applied: {names}", file=sys.stderr, flush=True)
+
+    if args.self_test:
+        return self_test(args.host)
+
+    server = start_server(args.host, args.port)
+    host, port = server.get_host_and_port()
+    print(f"moto listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    if args.port_file:
+        write_port_file(args.port_file, port)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    parent = os.getppid()
+    while not stop.wait(0.5):
+        if os.getppid() != parent:  # parent died: we were re-parented
+            break
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
