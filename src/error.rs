@@ -38,7 +38,7 @@ impl Location {
 #[derive(Clone, Debug)]
 pub struct Diagnostic {
     pub message: String,
-    pub location: Option<Location>,
+    pub location: Option<Box<Location>>,
     /// A resource address when the problem is about a resource rather than a line.
     pub address: Option<String>,
     pub hint: Option<String>,
@@ -54,7 +54,7 @@ impl Diagnostic {
         }
     }
     pub fn at(mut self, location: Location) -> Self {
-        self.location = Some(location);
+        self.location = Some(Box::new(location));
         self
     }
     pub fn for_address(mut self, address: impl Into<String>) -> Self {
@@ -69,7 +69,7 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.location, &self.address) {
+        match (self.location.as_deref(), &self.address) {
             (Some(loc), _) => write!(
                 f,
                 "{}:{}:{}: {}",
@@ -81,7 +81,7 @@ impl fmt::Display for Diagnostic {
             (None, Some(addr)) => write!(f, "{addr}: {}", self.message)?,
             (None, None) => f.write_str(&self.message)?,
         }
-        if let Some(loc) = &self.location {
+        if let Some(loc) = self.location.as_deref() {
             let gutter = loc.line.to_string().len();
             write!(
                 f,

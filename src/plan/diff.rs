@@ -224,7 +224,7 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
 
     // 3. Diff in dependency order, so references see what their targets will be.
     let mut changes: Vec<Change> = Vec::new();
-    let mut planned: BTreeMap<String, (BTreeMap<String, Desired>, Action, Option<Attrs>)> = BTreeMap::new();
+    let mut planned: PlannedMap = BTreeMap::new();
     let mut fingerprints = BTreeMap::new();
     if !opts.destroy {
         for addr in order.iter().filter(|a| !a.starts_with("data.")) {
@@ -382,7 +382,8 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
 
     // 4. In state, not in the stack (or everything, for destroy): delete.
     for (addr, rs) in &st.resources {
-        if !(opts.destroy || !stack.resources.contains_key(addr)) || !(scoped(addr) || opts.targets.contains(addr)) {
+        let removed = opts.destroy || !stack.resources.contains_key(addr);
+        if !removed || !scoped(addr) {
             continue;
         }
         if opts.destroy && in_scope.is_some() && !opts.targets.contains(addr) {

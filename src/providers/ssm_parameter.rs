@@ -42,7 +42,7 @@ static SCHEMA: Schema = Schema {
         Attr::new("description", Ty::String, "Description shown in the console."),
         Attr::new(
             "tier",
-            Ty::Enum(&["Standard", "Advanced", "Intelligent-Tiering"]),
+            Ty::Enum(&["Standard", "Advanced"]),
             "Storage tier. An Advanced parameter cannot go back to Standard.",
         )
         .default(D::Str("Standard")),

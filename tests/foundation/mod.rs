@@ -242,7 +242,7 @@ async fn bad_input_is_refused_with_a_location() {
         let before = env.list_files_recursive();
         for cmd in ["validate", "plan", "apply"] {
             let mut args = vec![cmd, "bad.toml"];
-            if !extra.iter().any(|a| *a == "--env") && !(what == "missing env") {
+            if !extra.contains(&"--env") && what != "missing env" {
                 args.extend(["--env", "dev"]);
             }
             args.extend(extra.iter().copied());
