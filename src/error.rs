@@ -20,7 +20,9 @@ impl Location {
     pub fn from_span(file: &Path, source: &str, span: Range<usize>) -> Self {
         let start = span.start.min(source.len());
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |i| start + i);
         let line = source[..start].matches('\n').count() + 1;
         let column = source[line_start..start].chars().count() + 1;
         let end = span.end.clamp(start, line_end);
@@ -28,7 +30,9 @@ impl Location {
             file: file.to_owned(),
             line,
             column,
-            line_text: source[line_start..line_end].trim_end_matches('\r').to_owned(),
+            line_text: source[line_start..line_end]
+                .trim_end_matches('\r')
+                .to_owned(),
             width: source[start..end].chars().count().max(1),
         }
     }

@@ -31,7 +31,11 @@ impl Graph {
     }
 
     pub fn dependencies(&self, address: &str) -> impl Iterator<Item = &str> {
-        self.deps.get(address).into_iter().flatten().map(String::as_str)
+        self.deps
+            .get(address)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
     }
 
     /// Nodes that depend on `address`, directly.
@@ -125,11 +129,12 @@ mod tests {
     use super::*;
 
     fn g(edges: &[(&str, &[&str])]) -> Graph {
-        Graph::new(
-            edges
-                .iter()
-                .map(|(a, ds)| (a.to_string(), ds.iter().map(|d| d.to_string()).collect::<Vec<_>>())),
-        )
+        Graph::new(edges.iter().map(|(a, ds)| {
+            (
+                a.to_string(),
+                ds.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            )
+        }))
     }
 
     #[test]

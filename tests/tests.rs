@@ -6,7 +6,8 @@ mod common;
 
 mod harness_smoke;
 
-mod rds_provider;
-mod s3_ssm_provider;
 mod foundation;
 mod migrations_engine;
+mod rds_e2e;
+mod rds_provider;
+mod s3_ssm_provider;

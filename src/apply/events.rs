@@ -29,9 +29,15 @@ pub enum Event {
         elapsed: Duration,
     },
     /// A remark worth showing (a snapshot taken, a step skipped and why).
-    Note { address: String, message: String },
+    Note {
+        address: String,
+        message: String,
+    },
     /// An action not started because something it depends on failed.
-    Skipped { address: String, reason: String },
+    Skipped {
+        address: String,
+        reason: String,
+    },
 }
 
 mod secs {

@@ -17,22 +17,76 @@ use crate::state::{Backend, LocalBackend, State};
 pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
     match cmd {
         Command::Validate { stack } => validate(&stack),
-        Command::Plan { stack, run, out, json, markdown, detailed_exitcode, refresh, destroy } => {
-            plan_cmd(&stack, &run, out.as_deref(), json, markdown, detailed_exitcode, refresh, destroy).await
+        Command::Plan {
+            stack,
+            run,
+            out,
+            json,
+            markdown,
+            detailed_exitcode,
+            refresh,
+            destroy,
+        } => {
+            plan_cmd(
+                &stack,
+                &run,
+                out.as_deref(),
+                json,
+                markdown,
+                detailed_exitcode,
+                refresh,
+                destroy,
+            )
+            .await
         }
-        Command::Apply { target, env, vars, state, run, auto_approve, json, allow_unsafe_migrations, migrate } => {
-            let flags = crate::cli::commands::MigrateFlags { allow_unsafe: allow_unsafe_migrations, force: migrate };
+        Command::Apply {
+            target,
+            env,
+            vars,
+            state,
+            run,
+            auto_approve,
+            json,
+            allow_unsafe_migrations,
+            migrate,
+        } => {
+            let flags = crate::cli::commands::MigrateFlags {
+                allow_unsafe: allow_unsafe_migrations,
+                force: migrate,
+            };
             if plan::file::looks_like_plan(&target) {
                 if env.is_some() || !vars.is_empty() || state.is_some() {
-                    bail!("{} is a saved plan: it already fixes --env, --var and --state; drop those flags", target.display());
+                    bail!(
+                        "{} is a saved plan: it already fixes --env, --var and --state; drop those flags",
+                        target.display()
+                    );
                 }
                 apply_saved(&target, &run, json, flags).await
             } else {
-                let args = StackArgs { stack: target, env, vars, state };
+                let args = StackArgs {
+                    stack: target,
+                    env,
+                    vars,
+                    state,
+                };
                 apply_stack(&args, &run, auto_approve, json, false, flags).await
             }
         }
-        Command::Destroy { stack, run, auto_approve } => apply_stack(&stack, &run, auto_approve, false, true, MigrateFlags::default()).await,
+        Command::Destroy {
+            stack,
+            run,
+            auto_approve,
+        } => {
+            apply_stack(
+                &stack,
+                &run,
+                auto_approve,
+                false,
+                true,
+                MigrateFlags::default(),
+            )
+            .await
+        }
         Command::Show { plan, json } => {
             let p = plan::file::read(&plan)?;
             if json {
@@ -42,12 +96,38 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Success)
         }
-        Command::Migrate(MigrateCommand::Status { stack }) => crate::cli::migrate::status(&stack).await,
-        Command::Migrate(MigrateCommand::Up { stack, allow_unsafe_migrations, force, wait_timeout }) => {
-            crate::cli::migrate::up(&stack, MigrateFlags { allow_unsafe: allow_unsafe_migrations, force }, Duration::from_secs(wait_timeout)).await
+        Command::Migrate(MigrateCommand::Status { stack }) => {
+            crate::cli::migrate::status(&stack).await
         }
-        Command::Db(DbCommand::Restore { stack, snapshot, to, wait_timeout }) => {
-            crate::cli::migrate::restore(&stack, &snapshot, to.as_deref(), Duration::from_secs(wait_timeout)).await
+        Command::Migrate(MigrateCommand::Up {
+            stack,
+            allow_unsafe_migrations,
+            force,
+            wait_timeout,
+        }) => {
+            crate::cli::migrate::up(
+                &stack,
+                MigrateFlags {
+                    allow_unsafe: allow_unsafe_migrations,
+                    force,
+                },
+                Duration::from_secs(wait_timeout),
+            )
+            .await
+        }
+        Command::Db(DbCommand::Restore {
+            stack,
+            snapshot,
+            to,
+            wait_timeout,
+        }) => {
+            crate::cli::migrate::restore(
+                &stack,
+                &snapshot,
+                to.as_deref(),
+                Duration::from_secs(wait_timeout),
+            )
+            .await
         }
     }
 }
@@ -59,12 +139,19 @@ pub struct MigrateFlags {
 }
 
 pub fn load_stack(args: &StackArgs) -> anyhow::Result<Stack> {
-    let opts = LoadOptions { env: args.env.clone(), vars: args.vars.clone() };
+    let opts = LoadOptions {
+        env: args.env.clone(),
+        vars: args.vars.clone(),
+    };
     Ok(stack::load(&args.stack, &opts)?)
 }
 
 pub fn backend_for(args: &StackArgs, stack: &Stack) -> LocalBackend {
-    LocalBackend::new(args.state.clone().unwrap_or_else(|| stack.default_state_path()))
+    LocalBackend::new(
+        args.state
+            .clone()
+            .unwrap_or_else(|| stack.default_state_path()),
+    )
 }
 
 fn validate(args: &StackArgs) -> anyhow::Result<Exit> {
@@ -75,12 +162,22 @@ fn validate(args: &StackArgs) -> anyhow::Result<Exit> {
         args.stack.display(),
         s.resources.len(),
         s.data.len(),
-        if s.migrations.is_some() { ", migrations" } else { "" }
+        if s.migrations.is_some() {
+            ", migrations"
+        } else {
+            ""
+        }
     ));
     Ok(Exit::Success)
 }
 
-fn plan_options(args: &StackArgs, run: &RunArgs, backend: &LocalBackend, refresh: bool, destroy: bool) -> PlanOptions {
+fn plan_options(
+    args: &StackArgs,
+    run: &RunArgs,
+    backend: &LocalBackend,
+    refresh: bool,
+    destroy: bool,
+) -> PlanOptions {
     PlanOptions {
         refresh,
         targets: run.targets.clone(),
@@ -108,9 +205,16 @@ async fn make_plan(
             "state file {} belongs to stack `{}`{}, not `{}`{}; pass the right --state",
             backend.describe(),
             s.stack,
-            s.env.as_deref().map(|e| format!(" env {e}")).unwrap_or_default(),
+            s.env
+                .as_deref()
+                .map(|e| format!(" env {e}"))
+                .unwrap_or_default(),
             stack.name,
-            stack.env.as_deref().map(|e| format!(" env {e}")).unwrap_or_default()
+            stack
+                .env
+                .as_deref()
+                .map(|e| format!(" env {e}"))
+                .unwrap_or_default()
         );
     }
     let aws = Aws::load(stack.region.as_deref()).await;
@@ -119,7 +223,8 @@ async fn make_plan(
         p.secret_fingerprints.clear();
     }
     if !opts.destroy {
-        p.migrations = crate::cli::migrate::plan_section(stack, state.as_ref(), &p, &aws, flags).await?;
+        p.migrations =
+            crate::cli::migrate::plan_section(stack, state.as_ref(), &p, &aws, flags).await?;
     }
     Ok((state, aws, p))
 }
@@ -138,7 +243,14 @@ async fn plan_cmd(
     let stack = load_stack(args)?;
     let backend = backend_for(args, &stack);
     let opts = plan_options(args, run, &backend, refresh, destroy);
-    let (_, _, p) = make_plan(&stack, &backend, &opts, out.is_some(), MigrateFlags::default()).await?;
+    let (_, _, p) = make_plan(
+        &stack,
+        &backend,
+        &opts,
+        out.is_some(),
+        MigrateFlags::default(),
+    )
+    .await?;
     if json {
         output::println(&serde_json::to_string_pretty(&p)?);
     } else if markdown {
@@ -149,10 +261,18 @@ async fn plan_cmd(
     if let Some(path) = out {
         plan::file::write(path, &p)?;
         if !json {
-            output::println(&format!("\nSaved the plan to {}. Apply exactly it with:\n  stackwright apply {}", path.display(), path.display()));
+            output::println(&format!(
+                "\nSaved the plan to {}. Apply exactly it with:\n  stackwright apply {}",
+                path.display(),
+                path.display()
+            ));
         }
     }
-    Ok(if detailed && p.has_changes() { Exit::Changes } else { Exit::Success })
+    Ok(if detailed && p.has_changes() {
+        Exit::Changes
+    } else {
+        Exit::Success
+    })
 }
 
 fn apply_options(run: &RunArgs, check_fingerprints: bool) -> ApplyOptions {
@@ -164,7 +284,14 @@ fn apply_options(run: &RunArgs, check_fingerprints: bool) -> ApplyOptions {
     }
 }
 
-async fn apply_stack(args: &StackArgs, run: &RunArgs, auto_approve: bool, json: bool, destroy: bool, flags: MigrateFlags) -> anyhow::Result<Exit> {
+async fn apply_stack(
+    args: &StackArgs,
+    run: &RunArgs,
+    auto_approve: bool,
+    json: bool,
+    destroy: bool,
+    flags: MigrateFlags,
+) -> anyhow::Result<Exit> {
     let stack = load_stack(args)?;
     // Decide before any AWS call whether we may go ahead at all.
     if !auto_approve && !output::stdin_is_terminal() {
@@ -187,16 +314,30 @@ async fn apply_stack(args: &StackArgs, run: &RunArgs, auto_approve: bool, json: 
     if let Some(b) = p.migrations.as_ref().and_then(|m| m.blocked.clone()) {
         bail!("{b}");
     }
-    if !auto_approve && !output::confirm(if destroy { "Do you really want to destroy all resources?" } else { "Do you want to perform these actions?" }) {
+    if !auto_approve
+        && !output::confirm(if destroy {
+            "Do you really want to destroy all resources?"
+        } else {
+            "Do you want to perform these actions?"
+        })
+    {
         output::println("\nApply cancelled.");
         return Ok(Exit::Failure);
     }
     execute(&p, &stack, &backend, state, &aws, run, json, false, flags).await
 }
 
-async fn apply_saved(path: &Path, run: &RunArgs, json: bool, flags: MigrateFlags) -> anyhow::Result<Exit> {
+async fn apply_saved(
+    path: &Path,
+    run: &RunArgs,
+    json: bool,
+    flags: MigrateFlags,
+) -> anyhow::Result<Exit> {
     let p = plan::file::read(path)?;
-    let opts = LoadOptions { env: p.stack.env.clone(), vars: p.stack.cli_vars.clone() };
+    let opts = LoadOptions {
+        env: p.stack.env.clone(),
+        vars: p.stack.cli_vars.clone(),
+    };
     let stack = stack::load(Path::new(&p.stack.path), &opts)?;
     if stack.digest != p.stack.digest {
         bail!(
@@ -215,13 +356,24 @@ async fn apply_saved(path: &Path, run: &RunArgs, json: bool, flags: MigrateFlags
             backend.describe(),
             s.serial
         ),
-        (PriorState::Existing { .. }, None) => bail!("plan is stale: it was made against state {}, which no longer exists; re-run plan", backend.describe()),
+        (PriorState::Existing { .. }, None) => bail!(
+            "plan is stale: it was made against state {}, which no longer exists; re-run plan",
+            backend.describe()
+        ),
         (PriorState::Existing { lineage, serial }, Some(s)) => {
             if &s.lineage != lineage {
-                bail!("plan is for a different state (lineage {lineage}, but {} has {}); re-run plan", backend.describe(), s.lineage);
+                bail!(
+                    "plan is for a different state (lineage {lineage}, but {} has {}); re-run plan",
+                    backend.describe(),
+                    s.lineage
+                );
             }
             if s.serial != *serial {
-                bail!("plan is stale: state {} moved from serial {serial} to {} since the plan was made; re-run plan", backend.describe(), s.serial);
+                bail!(
+                    "plan is stale: state {} moved from serial {serial} to {} since the plan was made; re-run plan",
+                    backend.describe(),
+                    s.serial
+                );
             }
         }
         (PriorState::NoStateYet, None) => {}
@@ -254,7 +406,15 @@ async fn execute(
 ) -> anyhow::Result<Exit> {
     let events = TermEvents::new(json);
     let opts = apply_options(run, from_file);
-    let hooks = crate::cli::migrate::hooks(stack, p, backend, aws, &events, flags, Duration::from_secs(run.wait_timeout));
+    let hooks = crate::cli::migrate::hooks(
+        stack,
+        p,
+        backend,
+        aws,
+        &events,
+        flags,
+        Duration::from_secs(run.wait_timeout),
+    );
     let outcome = apply::apply(p, stack, backend, state, aws, &events, &opts, hooks).await;
     summarize(&outcome, json)
 }

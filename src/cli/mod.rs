@@ -82,7 +82,9 @@ pub enum Command {
         stack: StackArgs,
     },
     /// Read the live account, diff it against the stack and print what apply would do.
-    #[command(after_help = "Examples:\n  stackwright plan stacks/webapp.toml --env dev\n  stackwright plan stacks/webapp.toml --env prod --out prod.plan\n  stackwright plan stacks/webapp.toml --env dev --json --detailed-exitcode")]
+    #[command(
+        after_help = "Examples:\n  stackwright plan stacks/webapp.toml --env dev\n  stackwright plan stacks/webapp.toml --env prod --out prod.plan\n  stackwright plan stacks/webapp.toml --env dev --json --detailed-exitcode"
+    )]
     Plan {
         #[command(flatten)]
         stack: StackArgs,
@@ -108,7 +110,9 @@ pub enum Command {
         destroy: bool,
     },
     /// Carry out a plan: a saved plan file, or a fresh plan of STACK after confirmation.
-    #[command(after_help = "Examples:\n  stackwright apply stacks/webapp.toml --env dev            # plans, asks for `yes`\n  stackwright apply stacks/webapp.toml --env dev --auto-approve\n  stackwright apply prod.plan                               # exactly what was planned")]
+    #[command(
+        after_help = "Examples:\n  stackwright apply stacks/webapp.toml --env dev            # plans, asks for `yes`\n  stackwright apply stacks/webapp.toml --env dev --auto-approve\n  stackwright apply prod.plan                               # exactly what was planned"
+    )]
     Apply {
         /// A stack file, or a plan file saved by `plan --out`.
         target: PathBuf,
@@ -134,7 +138,9 @@ pub enum Command {
         migrate: bool,
     },
     /// Delete everything the stack's state holds, dependants first.
-    #[command(after_help = "Examples:\n  stackwright destroy stacks/webapp.toml --env dev --auto-approve")]
+    #[command(
+        after_help = "Examples:\n  stackwright destroy stacks/webapp.toml --env dev --auto-approve"
+    )]
     Destroy {
         #[command(flatten)]
         stack: StackArgs,
@@ -144,7 +150,9 @@ pub enum Command {
         auto_approve: bool,
     },
     /// Print a saved plan.
-    #[command(after_help = "Examples:\n  stackwright show prod.plan\n  stackwright show prod.plan --json")]
+    #[command(
+        after_help = "Examples:\n  stackwright show prod.plan\n  stackwright show prod.plan --json"
+    )]
     Show {
         plan: PathBuf,
         #[arg(long)]
@@ -184,7 +192,9 @@ pub enum MigrateCommand {
 #[derive(Subcommand, Debug)]
 pub enum DbCommand {
     /// Restore an RDS snapshot into a new instance (RestoreDBInstanceFromDBSnapshot).
-    #[command(after_help = "Examples:\n  stackwright db restore stacks/webapp.toml --env prod --snapshot webapp-prod-pre-0006-20261125T101500Z")]
+    #[command(
+        after_help = "Examples:\n  stackwright db restore stacks/webapp.toml --env prod --snapshot webapp-prod-pre-0006-20261125T101500Z"
+    )]
     Restore {
         #[command(flatten)]
         stack: StackArgs,

@@ -32,8 +32,13 @@ pub fn init(color: Color, verbose: u8) {
         1 => "stackwright=info",
         _ => "stackwright=debug,aws_config=info",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STACKWRIGHT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STACKWRIGHT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 pub fn paint(style: Style, text: &str) -> String {
@@ -75,7 +80,10 @@ pub fn stdin_is_terminal() -> bool {
 
 /// Asks for `yes` on the terminal.
 pub fn confirm(question: &str) -> bool {
-    print(&format!("\n{}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ", paint(BOLD, question)));
+    print(&format!(
+        "\n{}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ",
+        paint(BOLD, question)
+    ));
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).is_ok() && line.trim() == "yes"
 }
@@ -110,7 +118,11 @@ pub struct TermEvents {
 
 impl TermEvents {
     pub fn new(json: bool) -> Self {
-        TermEvents { json, tty: std::io::stdout().is_terminal(), spinners: Mutex::new(BTreeMap::new()) }
+        TermEvents {
+            json,
+            tty: std::io::stdout().is_terminal(),
+            spinners: Mutex::new(BTreeMap::new()),
+        }
     }
 }
 
@@ -121,33 +133,63 @@ impl EventSink for TermEvents {
             return;
         }
         match event {
-            Event::ActionStarted { address, action } => println(&format!("{}: {}...", paint(BOLD, &address), gerund(&action))),
-            Event::ActionFinished { address, action, elapsed, error } => {
+            Event::ActionStarted { address, action } => println(&format!(
+                "{}: {}...",
+                paint(BOLD, &address),
+                gerund(&action)
+            )),
+            Event::ActionFinished {
+                address,
+                action,
+                elapsed,
+                error,
+            } => {
                 if let Some(sp) = self.spinners.lock().expect("spinners").remove(&address) {
                     sp.finish_and_clear();
                 }
                 match error {
-                    None => println(&format!("{}: {} after {:.1}s", paint(BOLD, &address), done_word(&action), elapsed.as_secs_f64())),
-                    Some(e) => println(&format!("{}: {} {e}", paint(BOLD, &address), paint(RED.bold(), "failed:"))),
+                    None => println(&format!(
+                        "{}: {} after {:.1}s",
+                        paint(BOLD, &address),
+                        done_word(&action),
+                        elapsed.as_secs_f64()
+                    )),
+                    Some(e) => println(&format!(
+                        "{}: {} {e}",
+                        paint(BOLD, &address),
+                        paint(RED.bold(), "failed:")
+                    )),
                 }
             }
-            Event::Waiting { address, status, elapsed } => {
+            Event::Waiting {
+                address,
+                status,
+                elapsed,
+            } => {
                 if self.tty {
                     let mut sp = self.spinners.lock().expect("spinners");
                     let bar = sp.entry(address.clone()).or_insert_with(|| {
                         let b = ProgressBar::new_spinner();
-                        b.set_style(ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})").expect("template"));
+                        b.set_style(
+                            ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
+                                .expect("template"),
+                        );
                         b.set_prefix(address.clone());
                         b.enable_steady_tick(std::time::Duration::from_millis(120));
                         b
                     });
                     bar.set_message(format!("status {status}"));
                 } else {
-                    println(&format!("{address}: waiting, status {status} ({}s elapsed)", elapsed.as_secs()));
+                    println(&format!(
+                        "{address}: waiting, status {status} ({}s elapsed)",
+                        elapsed.as_secs()
+                    ));
                 }
             }
             Event::Note { address, message } => println(&format!("{address}: {message}")),
-            Event::Skipped { address, reason } => println(&format!("{}: skipped ({reason})", paint(BOLD, &address))),
+            Event::Skipped { address, reason } => {
+                println(&format!("{}: skipped ({reason})", paint(BOLD, &address)))
+            }
         }
     }
 }

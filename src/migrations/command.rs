@@ -29,24 +29,16 @@ pub async fn run_command(
     let argv = match &set.mode {
         Mode::Command(argv) if !argv.is_empty() => argv.clone(),
         Mode::Command(_) => {
-            return Err(MigrationError::CommandSpawn {
-                program: String::new(),
-                workdir: set.workdir.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "the migration command is empty: give the program and its arguments",
-                ),
-            });
+            return Err(MigrationError::Invalid(
+                "the migration command is empty: give the program and its arguments, e.g. \
+                 [\"alembic\", \"upgrade\", \"head\"]"
+                    .into(),
+            ));
         }
         Mode::Sql => {
-            return Err(MigrationError::CommandSpawn {
-                program: String::new(),
-                workdir: set.workdir.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "this migration set runs SQL files, not a command",
-                ),
-            });
+            return Err(MigrationError::Invalid(
+                "run_command needs a migration set in command mode; this one runs SQL files".into(),
+            ));
         }
     };
     let lock = MigrationLock::acquire(url, set.lock_timeout, opts.events, &opts.address).await?;
@@ -70,6 +62,7 @@ async fn run_locked(
         let client = db::connect(url).await?;
         history::ensure_runs(&client).await?;
     }
+    let opts = &opts.snapshot_first(&[]).await?;
     let redactor = Redactor::new(url.expose());
     let command = redactor.apply(&argv.join(" "));
     let action = format!("run {command}");

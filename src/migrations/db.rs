@@ -316,6 +316,9 @@ impl MigrationLock {
         address: &str,
     ) -> Result<MigrationLock, MigrationError> {
         let client = connect(url).await?;
+        // The lock lives as long as this session: keep the server from closing it while
+        // the run is busy on its other connection (the setting is new in PostgreSQL 14).
+        let _ = client.batch_execute("SET idle_session_timeout = 0").await;
         let started = Instant::now();
         let mut announced = false;
         loop {

@@ -131,6 +131,10 @@ pub enum MigrationError {
 
     #[error("verify query `{query}` failed: {message}")]
     Verify { query: String, message: String },
+
+    /// The migration set itself is unusable (an empty command, the wrong mode).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl MigrationError {

@@ -263,9 +263,19 @@ impl Status {
     }
 }
 
+/// Called under the migration lock, after every check passed and only when something is
+/// pending, before the first statement: takes the pre-migration snapshot and returns its id.
+/// Running it under the lock means two runs can never both snapshot and migrate.
+pub type BeforeFirst<'a> = dyn Fn(&[MigrationFile]) -> futures::future::BoxFuture<'a, Result<Option<String>, String>>
+    + Send
+    + Sync
+    + 'a;
+
 pub struct RunOptions<'a> {
-    /// The snapshot taken before migrating, recorded in each history row.
+    /// The snapshot taken before migrating, recorded in each history row (when
+    /// `before_first` is not given).
     pub snapshot_id: Option<String>,
+    pub before_first: Option<&'a BeforeFirst<'a>>,
     pub applied_by: String,
     /// Run blocking lint findings that have no allow directive.
     pub allow_unsafe: bool,
@@ -280,4 +290,25 @@ pub struct RunReport {
     pub applied: Vec<AppliedRow>,
     /// The verify queries that passed, with the value they returned.
     pub verified: Vec<String>,
+}
+
+impl<'a> RunOptions<'a> {
+    /// Runs `before_first` (if any) and returns options that record its snapshot id.
+    pub(crate) async fn snapshot_first(
+        &self,
+        pending: &[MigrationFile],
+    ) -> Result<RunOptions<'a>, MigrationError> {
+        let snapshot_id = match self.before_first {
+            Some(hook) => hook(pending).await.map_err(MigrationError::Invalid)?,
+            None => self.snapshot_id.clone(),
+        };
+        Ok(RunOptions {
+            snapshot_id,
+            before_first: None,
+            applied_by: self.applied_by.clone(),
+            allow_unsafe: self.allow_unsafe,
+            events: self.events,
+            address: self.address.clone(),
+        })
+    }
 }

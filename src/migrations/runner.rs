@@ -64,6 +64,7 @@ async fn apply_locked(
         });
         return Ok(report);
     }
+    let opts = &opts.snapshot_first(&status.pending).await?;
 
     for file in &status.pending {
         let path = file.path.display().to_string();
@@ -147,7 +148,7 @@ async fn apply_in_transaction(
     tx.batch_execute(&settings)
         .await
         .map_err(db_error("setting the migration timeouts"))?;
-    for range in statements(&file.sql) {
+    for range in transaction_chunks(&file.sql) {
         if let Err(e) = tx.batch_execute(&file.sql[range.clone()]).await {
             let _ = tx.rollback().await;
             return Err(failure(file, &e, range, true, applied_before));
@@ -293,6 +294,19 @@ fn failure(
         in_transaction,
         applied_before,
     }))
+}
+
+/// What a transactional file is sent as: statement by statement (so an error without a
+/// server position still points at its statement), or, when squawk cannot parse the file,
+/// the whole file in one batch, so a statement squawk does not know can never be split
+/// differently from how PostgreSQL reads it.
+#[allow(clippy::single_range_in_vec_init)] // one chunk: the whole file
+fn transaction_chunks(sql: &str) -> Vec<Range<usize>> {
+    if SourceFile::parse(sql).errors().is_empty() {
+        statements(sql)
+    } else {
+        vec![0..sql.len()]
+    }
 }
 
 /// Byte ranges of the file's top-level statements (each with its `;`), found with squawk's

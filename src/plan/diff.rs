@@ -57,14 +57,22 @@ pub fn desired_attrs(
     provider: &dyn Provider,
     lookup: &dyn Fn(&Ref) -> Desired,
 ) -> BTreeMap<String, Desired> {
-    let mut out: BTreeMap<String, Desired> = r.attrs.iter().map(|(k, e)| (k.clone(), e.eval(lookup))).collect();
+    let mut out: BTreeMap<String, Desired> = r
+        .attrs
+        .iter()
+        .map(|(k, e)| (k.clone(), e.eval(lookup)))
+        .collect();
     for a in provider.schema().attrs {
         if let (false, Some(d)) = (out.contains_key(a.name), a.default.value()) {
             out.insert(a.name.to_owned(), Desired::Known(d));
         }
     }
     // A plain value the kind deems secret (a SecureString's value) is a secret from here on.
-    let sensitive: Vec<String> = out.keys().filter(|k| provider.is_sensitive(k, &out)).cloned().collect();
+    let sensitive: Vec<String> = out
+        .keys()
+        .filter(|k| provider.is_sensitive(k, &out))
+        .cloned()
+        .collect();
     for k in sensitive {
         if let Some(Desired::Known(v)) = out.get(&k) {
             let s = crate::stack::expr::scalar_text(v);
@@ -100,7 +108,12 @@ pub fn storable(
     let schema = provider.schema();
     let mut sensitive: Vec<String> = desired
         .iter()
-        .filter(|(k, v)| matches!(v, Desired::Secret(_)) || schema.attr(k).is_some_and(|a| a.secret == SecretMode::WriteOnly))
+        .filter(|(k, v)| {
+            matches!(v, Desired::Secret(_))
+                || schema
+                    .attr(k)
+                    .is_some_and(|a| a.secret == SecretMode::WriteOnly)
+        })
         .map(|(k, _)| k.clone())
         .collect();
     sensitive.sort();
@@ -123,7 +136,12 @@ fn secret_text(v: &Value) -> String {
 }
 
 /// Reads data sources, refreshes state, diffs every resource. Makes no change anywhere.
-pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOptions) -> Result<Plan, Diagnostic> {
+pub async fn plan(
+    stack: &Stack,
+    state: Option<&State>,
+    aws: &Aws,
+    opts: &PlanOptions,
+) -> Result<Plan, Diagnostic> {
     let reg = registry();
     let graph = stack_graph(stack);
     let order = graph.topo_order()?;
@@ -133,7 +151,9 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
     for t in &opts.targets {
         if stack.get(t).is_none() && !st.resources.contains_key(t) {
             let all: Vec<&str> = stack.resources.keys().map(String::as_str).collect();
-            let d = Diagnostic::new(format!("--target {t} names no resource in the stack or its state"));
+            let d = Diagnostic::new(format!(
+                "--target {t} names no resource in the stack or its state"
+            ));
             return Err(match crate::error::suggest(t, all) {
                 Some(s) => d.hint(format!("did you mean `{s}`?")),
                 None => d.hint("targets are resource addresses such as s3_bucket.uploads"),
@@ -159,18 +179,27 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
             let r = &stack.data[addr];
             let ds = reg.data_source(&r.kind).expect("validated kind");
             let lookup = |rf: &Ref| lookup_data(&data_values, rf);
-            let mut desired: BTreeMap<String, Desired> = r.attrs.iter().map(|(k, e)| (k.clone(), e.eval(&lookup))).collect();
+            let mut desired: BTreeMap<String, Desired> = r
+                .attrs
+                .iter()
+                .map(|(k, e)| (k.clone(), e.eval(&lookup)))
+                .collect();
             for a in ds.schema().attrs {
                 if let (false, Some(d)) = (desired.contains_key(a.name), a.default.value()) {
                     desired.insert(a.name.to_owned(), Desired::Known(d));
                 }
             }
-            let args = resolve(&desired).map_err(|a| stack.attr_error(addr, &a, "data source argument is unknown at plan time"))?;
-            let attrs = ds
-                .read(aws, &args)
-                .await
-                .map_err(|e| Diagnostic::new(format!("reading data source failed: {e}")).for_address(addr.clone()))?;
-            data_reads.push(DataRead { address: addr.clone(), attributes: attrs.clone() });
+            let args = resolve(&desired).map_err(|a| {
+                stack.attr_error(addr, &a, "data source argument is unknown at plan time")
+            })?;
+            let attrs = ds.read(aws, &args).await.map_err(|e| {
+                Diagnostic::new(format!("reading data source failed: {e}"))
+                    .for_address(addr.clone())
+            })?;
+            data_reads.push(DataRead {
+                address: addr.clone(),
+                attributes: attrs.clone(),
+            });
             data_values.insert(addr.clone(), attrs);
         }
     }
@@ -185,7 +214,10 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
     }
     let mut early_desired: BTreeMap<String, BTreeMap<String, Desired>> = BTreeMap::new();
     if !opts.destroy {
-        for addr in order.iter().filter(|a| !a.starts_with("data.") && scoped(a)) {
+        for addr in order
+            .iter()
+            .filter(|a| !a.starts_with("data.") && scoped(a))
+        {
             let r = &stack.resources[addr];
             let p = reg.provider(&r.kind).expect("validated kind");
             // Early look: references to other resources' inputs are resolved later; here
@@ -200,7 +232,9 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
             early_desired.insert(addr.clone(), d);
         }
     }
-    let live: BTreeMap<String, Option<Live>> = if opts.refresh || !to_read.iter().all(|(a, _, _)| st.resources.contains_key(a)) {
+    let live: BTreeMap<String, Option<Live>> = if opts.refresh
+        || !to_read.iter().all(|(a, _, _)| st.resources.contains_key(a))
+    {
         let futs = to_read.iter().filter(|(a, _, _)| opts.refresh || !st.resources.contains_key(a)).map(|(addr, kind, id)| async move {
             let p = reg.provider(kind).ok_or_else(|| {
                 Diagnostic::new(format!("state has a resource of kind `{kind}`, which this Stackwright does not know")).for_address(addr.clone())
@@ -209,7 +243,10 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
             let live = p.read(&cx, id).await.map_err(|e| Diagnostic::new(format!("refresh failed: {e}")).for_address(addr.clone()))?;
             Ok::<_, Diagnostic>((addr.clone(), live))
         });
-        let results: Vec<_> = futures::stream::iter(futs).buffer_unordered(opts.concurrency.max(1)).collect().await;
+        let results: Vec<_> = futures::stream::iter(futs)
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await;
         results.into_iter().collect::<Result<_, _>>()?
     } else {
         BTreeMap::new()
@@ -252,9 +289,11 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
                 .for_address(addr.clone())
                 .hint("if it belongs to this stack, restore the state file from git; otherwise choose another name or delete it"));
             }
-            let notes = p
-                .check_change(current.as_ref(), &desired)
-                .map_err(|m| Diagnostic::new(m).at(stack.location(r.span.clone())).for_address(addr.clone()))?;
+            let notes = p.check_change(current.as_ref(), &desired).map_err(|m| {
+                Diagnostic::new(m)
+                    .at(stack.location(r.span.clone()))
+                    .for_address(addr.clone())
+            })?;
             let mut change = Change {
                 address: addr.clone(),
                 kind: r.kind.clone(),
@@ -272,17 +311,28 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
                 (Some(cur), Some(pr)) => {
                     let local_state = &pr.attributes;
                     for a in schema.attrs {
-                        let Some(want) = desired.get(a.name) else { continue };
+                        let Some(want) = desired.get(a.name) else {
+                            continue;
+                        };
                         if a.secret == SecretMode::WriteOnly {
                             continue; // never read back, never compared
                         }
-                        let have = if a.local { local_state.get(a.name) } else { cur.get(a.name) };
+                        let have = if a.local {
+                            local_state.get(a.name)
+                        } else {
+                            cur.get(a.name)
+                        };
                         let (after, changed) = match want {
-                            Desired::Known(v) => (After::Known(v.clone()), have.map(normalize) != Some(normalize(v))),
+                            Desired::Known(v) => (
+                                After::Known(v.clone()),
+                                have.map(normalize) != Some(normalize(v)),
+                            ),
                             Desired::Unknown => (After::Unknown, true),
                             // Without refresh there is no live value to compare a secret with
                             // (state never holds one): assume it is unchanged.
-                            Desired::Secret(_) if !opts.refresh => (After::Sensitive { changed: false }, false),
+                            Desired::Secret(_) if !opts.refresh => {
+                                (After::Sensitive { changed: false }, false)
+                            }
                             Desired::Secret(s) => {
                                 let changed = have.map(secret_text).as_deref() != Some(s.expose());
                                 (After::Sensitive { changed }, changed)
@@ -301,14 +351,22 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
                         });
                     }
                     // Drift: live differs from what state recorded.
-                    for a in schema.attrs.iter().filter(|a| !a.local && a.secret != SecretMode::WriteOnly) {
+                    for a in schema
+                        .attrs
+                        .iter()
+                        .filter(|a| !a.local && a.secret != SecretMode::WriteOnly)
+                    {
                         if pr.sensitive_attributes.iter().any(|s| s == a.name) {
                             continue;
                         }
                         let rec = local_state.get(a.name).map(normalize);
                         let now = cur.get(a.name).map(normalize);
                         if rec.is_some() && rec != now {
-                            change.drift.push(Drift { name: a.name.to_owned(), recorded: rec, live: now });
+                            change.drift.push(Drift {
+                                name: a.name.to_owned(),
+                                recorded: rec,
+                                live: now,
+                            });
                         }
                     }
                     let meta_changed = pr.prevent_destroy != r.prevent_destroy;
@@ -318,11 +376,19 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
                         change.action = Action::Update;
                     }
                     if meta_changed {
-                        change.notes.push(format!("lifecycle.prevent_destroy: {} -> {}", pr.prevent_destroy, r.prevent_destroy));
+                        change.notes.push(format!(
+                            "lifecycle.prevent_destroy: {} -> {}",
+                            pr.prevent_destroy, r.prevent_destroy
+                        ));
                     }
                     if change.action == Action::Replace {
                         if pr.prevent_destroy || r.prevent_destroy {
-                            return Err(prevent_destroy_error(stack, addr, "replace", &change.replace_because));
+                            return Err(prevent_destroy_error(
+                                stack,
+                                addr,
+                                "replace",
+                                &change.replace_because,
+                            ));
                         }
                         change.warnings.extend(p.delete_notes(local_state).warnings);
                         for a in change.attributes.iter_mut() {
@@ -353,11 +419,16 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
                 }
             }
             for o in schema.outputs {
-                let known = matches!(change.action, Action::NoOp | Action::Update) && current.as_ref().is_some_and(|c| c.contains_key(*o));
+                let known = matches!(change.action, Action::NoOp | Action::Update)
+                    && current.as_ref().is_some_and(|c| c.contains_key(*o));
                 change.attributes.push(AttrChange {
                     name: (*o).to_owned(),
                     before: current.as_ref().and_then(|c| c.get(*o).cloned()),
-                    after: if known { After::Known(current.as_ref().unwrap()[*o].clone()) } else { After::Unknown },
+                    after: if known {
+                        After::Known(current.as_ref().unwrap()[*o].clone())
+                    } else {
+                        After::Unknown
+                    },
                     changed: false,
                     forces_replacement: false,
                 });
@@ -370,7 +441,11 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
                     }
                 }
             }
-            change.after_changes = graph.dependencies(addr).filter(|d| !d.starts_with("data.")).map(str::to_owned).collect();
+            change.after_changes = graph
+                .dependencies(addr)
+                .filter(|d| !d.starts_with("data."))
+                .map(str::to_owned)
+                .collect();
             let known_now = match change.action {
                 Action::NoOp | Action::Update => current.clone(),
                 _ => None,
@@ -390,7 +465,10 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
             continue;
         }
         let Some(p) = reg.provider(&rs.kind) else {
-            return Err(Diagnostic::new(format!("unknown kind `{}` in state", rs.kind)).for_address(addr.clone()));
+            return Err(
+                Diagnostic::new(format!("unknown kind `{}` in state", rs.kind))
+                    .for_address(addr.clone()),
+            );
         };
         if rs.prevent_destroy || stack.resources.get(addr).is_some_and(|r| r.prevent_destroy) {
             return Err(prevent_destroy_error(stack, addr, "destroy", &[]));
@@ -407,7 +485,9 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
                 replace_because: Vec::new(),
                 drift: Vec::new(),
                 deleted_outside: true,
-                notes: vec!["already deleted outside Stackwright; only the state entry is removed".into()],
+                notes: vec![
+                    "already deleted outside Stackwright; only the state entry is removed".into(),
+                ],
                 warnings: Vec::new(),
                 after_changes: Vec::new(),
             });
@@ -422,7 +502,13 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
             attributes: rs
                 .attributes
                 .iter()
-                .map(|(k, v)| AttrChange { name: k.clone(), before: Some(v.clone()), after: After::Removed, changed: true, forces_replacement: false })
+                .map(|(k, v)| AttrChange {
+                    name: k.clone(),
+                    before: Some(v.clone()),
+                    after: After::Removed,
+                    changed: true,
+                    forces_replacement: false,
+                })
                 .collect(),
             replace_because: Vec::new(),
             drift: Vec::new(),
@@ -430,7 +516,12 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
             notes: notes.notes,
             warnings: notes.warnings,
             // A resource is deleted only after everything that depended on it.
-            after_changes: st.resources.iter().filter(|(_, o)| o.depends_on.contains(addr)).map(|(a, _)| a.clone()).collect(),
+            after_changes: st
+                .resources
+                .iter()
+                .filter(|(_, o)| o.depends_on.contains(addr))
+                .map(|(a, _)| a.clone())
+                .collect(),
         });
     }
 
@@ -447,7 +538,10 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
             state_path: opts.state_path.clone(),
         },
         prior_state: match state {
-            Some(s) => PriorState::Existing { lineage: s.lineage.clone(), serial: s.serial },
+            Some(s) => PriorState::Existing {
+                lineage: s.lineage.clone(),
+                serial: s.serial,
+            },
             None => PriorState::NoStateYet,
         },
         destroy: opts.destroy,
@@ -461,8 +555,15 @@ pub async fn plan(stack: &Stack, state: Option<&State>, aws: &Aws, opts: &PlanOp
 }
 
 fn prevent_destroy_error(stack: &Stack, addr: &str, verb: &str, because: &[String]) -> Diagnostic {
-    let why = if because.is_empty() { String::new() } else { format!(" (a change to {} forces replacement)", because.join(", ")) };
-    let d = Diagnostic::new(format!("refusing to {verb} `{addr}`{why}: lifecycle.prevent_destroy is set (recorded in state)")).for_address(addr);
+    let why = if because.is_empty() {
+        String::new()
+    } else {
+        format!(" (a change to {} forces replacement)", because.join(", "))
+    };
+    let d = Diagnostic::new(format!(
+        "refusing to {verb} `{addr}`{why}: lifecycle.prevent_destroy is set (recorded in state)"
+    ))
+    .for_address(addr);
     let d = match stack.resources.get(addr) {
         Some(r) => d.at(stack.location(r.span.clone())),
         None => d,

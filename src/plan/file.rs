@@ -20,15 +20,21 @@ struct Envelope {
 }
 
 pub fn write(path: &Path, plan: &Plan) -> anyhow::Result<()> {
-    let env = Envelope { kind: "stackwright-plan".into(), plan: plan.clone() };
+    let env = Envelope {
+        kind: "stackwright-plan".into(),
+        plan: plan.clone(),
+    };
     let mut text = serde_json::to_string_pretty(&env)?;
     text.push('\n');
-    crate::state::local::write_atomic(path, text.as_bytes()).with_context(|| format!("cannot write plan file {}", path.display()))
+    crate::state::local::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("cannot write plan file {}", path.display()))
 }
 
 pub fn read(path: &Path) -> anyhow::Result<Plan> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan file {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not a plan file (invalid JSON)", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read plan file {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a plan file (invalid JSON)", path.display()))?;
     if v.get("kind").and_then(|k| k.as_str()) != Some("stackwright-plan") {
         bail!("{} is not a Stackwright plan file", path.display());
     }
@@ -40,7 +46,8 @@ pub fn read(path: &Path) -> anyhow::Result<Plan> {
             other.map_or("missing".to_owned(), |f| f.to_string())
         ),
     }
-    let env: Envelope = serde_json::from_value(v).with_context(|| format!("{} is a malformed plan file", path.display()))?;
+    let env: Envelope = serde_json::from_value(v)
+        .with_context(|| format!("{} is a malformed plan file", path.display()))?;
     Ok(env.plan)
 }
 

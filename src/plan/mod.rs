@@ -60,7 +60,9 @@ pub enum After {
     Known(Value),
     Unknown,
     /// A secret; `changed` was decided by comparing values in memory only.
-    Sensitive { changed: bool },
+    Sensitive {
+        changed: bool,
+    },
     /// The attribute is going away (delete).
     Removed,
 }
@@ -112,7 +114,11 @@ pub struct Change {
 
 impl Change {
     pub fn changed_attrs(&self) -> Vec<String> {
-        self.attributes.iter().filter(|a| a.changed).map(|a| a.name.clone()).collect()
+        self.attributes
+            .iter()
+            .filter(|a| a.changed)
+            .map(|a| a.name.clone())
+            .collect()
     }
 }
 
@@ -129,7 +135,10 @@ pub enum PriorState {
     /// No state existed: the plan can only be applied while that is still true, so a first
     /// plan cannot be applied twice.
     NoStateYet,
-    Existing { lineage: String, serial: u64 },
+    Existing {
+        lineage: String,
+        serial: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -196,7 +205,10 @@ pub struct Plan {
 impl Plan {
     pub fn has_changes(&self) -> bool {
         self.changes.iter().any(|c| c.action != Action::NoOp)
-            || self.migrations.as_ref().is_some_and(|m| !m.pending.is_empty() || m.unknown_reason.is_some())
+            || self
+                .migrations
+                .as_ref()
+                .is_some_and(|m| !m.pending.is_empty() || m.unknown_reason.is_some())
     }
 
     pub fn summarize(changes: &[Change]) -> Summary {

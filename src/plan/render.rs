@@ -36,17 +36,29 @@ pub fn fmt_value(v: &Value) -> String {
     match v {
         Value::String(s) if s.contains('\n') => format!("<<EOT\n{s}\nEOT"),
         Value::String(s) => serde_json::to_string(s).expect("string"),
-        Value::Array(items) => format!("[{}]", items.iter().map(fmt_value).collect::<Vec<_>>().join(", ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(fmt_value).collect::<Vec<_>>().join(", ")
+        ),
         Value::Object(m) => {
-            let inner: Vec<String> = m.iter().map(|(k, v)| format!("{} = {}", fmt_key(k), fmt_value(v))).collect();
-            if inner.is_empty() { "{}".into() } else { format!("{{ {} }}", inner.join(", ")) }
+            let inner: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{} = {}", fmt_key(k), fmt_value(v)))
+                .collect();
+            if inner.is_empty() {
+                "{}".into()
+            } else {
+                format!("{{ {} }}", inner.join(", "))
+            }
         }
         other => other.to_string(),
     }
 }
 
 fn fmt_key(k: &str) -> String {
-    if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if k.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         k.to_owned()
     } else {
         serde_json::to_string(k).expect("string")
@@ -87,7 +99,11 @@ fn pretty_lines(v: &Value) -> String {
 fn attr_line(out: &mut String, width: usize, a: &AttrChange, action: Action) {
     let indent = "      ";
     let name = format!("{:width$}", a.name);
-    let forces = if a.forces_replacement { paint(RED, " # forces replacement") } else { String::new() };
+    let forces = if a.forces_replacement {
+        paint(RED, " # forces replacement")
+    } else {
+        String::new()
+    };
     match action {
         Action::Create => {
             let shown = match a.after {
@@ -102,20 +118,38 @@ fn attr_line(out: &mut String, width: usize, a: &AttrChange, action: Action) {
             }
         }
         _ => {
-            let before = a.before.as_ref().map(fmt_value).unwrap_or_else(|| "null".into());
+            let before = a
+                .before
+                .as_ref()
+                .map(fmt_value)
+                .unwrap_or_else(|| "null".into());
             if let After::Sensitive { .. } = a.after {
-                let _ = writeln!(out, "{indent}{} {name} = {}{forces}", paint(YELLOW, "~"), fmt_after(&a.after));
+                let _ = writeln!(
+                    out,
+                    "{indent}{} {name} = {}{forces}",
+                    paint(YELLOW, "~"),
+                    fmt_after(&a.after)
+                );
                 return;
             }
             let after = fmt_after(&a.after);
-            let long = before.len() + after.len() > 100 || before.contains('\n') || after.contains('\n');
+            let long =
+                before.len() + after.len() > 100 || before.contains('\n') || after.contains('\n');
             if let (true, Some(b), After::Known(v)) = (long, &a.before, &a.after) {
                 let _ = writeln!(out, "{indent}{} {name} ={forces}", paint(YELLOW, "~"));
                 multiline_diff(out, indent, &pretty_lines(b), &pretty_lines(v));
             } else if a.before.is_none() {
-                let _ = writeln!(out, "{indent}{} {name} = {after}{forces}", paint(GREEN, "+"));
+                let _ = writeln!(
+                    out,
+                    "{indent}{} {name} = {after}{forces}",
+                    paint(GREEN, "+")
+                );
             } else {
-                let _ = writeln!(out, "{indent}{} {name} = {before} -> {after}{forces}", paint(YELLOW, "~"));
+                let _ = writeln!(
+                    out,
+                    "{indent}{} {name} = {before} -> {after}{forces}",
+                    paint(YELLOW, "~")
+                );
             }
         }
     }
@@ -125,7 +159,10 @@ fn what(c: &Change) -> String {
     match c.action {
         Action::Create => "will be created".into(),
         Action::Update => "will be updated in place".into(),
-        Action::Replace => format!("must be replaced (because {} changed)", c.replace_because.join(", ")),
+        Action::Replace => format!(
+            "must be replaced (because {} changed)",
+            c.replace_because.join(", ")
+        ),
         Action::Delete => "will be destroyed".into(),
         Action::Read => "will be read".into(),
         Action::NoOp => "is up to date".into(),
@@ -134,9 +171,18 @@ fn what(c: &Change) -> String {
 
 fn render_change(out: &mut String, c: &Change) {
     let style = action_style(c.action);
-    let _ = writeln!(out, "  {} {}", paint(BOLD, &format!("# {}", c.address)), what(c));
+    let _ = writeln!(
+        out,
+        "  {} {}",
+        paint(BOLD, &format!("# {}", c.address)),
+        what(c)
+    );
     if c.deleted_outside {
-        let _ = writeln!(out, "  {}", paint(YELLOW, "# (it was deleted outside Stackwright)"));
+        let _ = writeln!(
+            out,
+            "  {}",
+            paint(YELLOW, "# (it was deleted outside Stackwright)")
+        );
     }
     for n in &c.notes {
         let _ = writeln!(out, "  # {n}");
@@ -145,7 +191,11 @@ fn render_change(out: &mut String, c: &Change) {
         let _ = writeln!(out, "  {}", paint(RED.bold(), &format!("# {w}")));
     }
     let (kind, name) = c.address.rsplit_once('.').unwrap_or((&c.kind, &c.address));
-    let _ = writeln!(out, "  {} {kind} \"{name}\" {{", paint(style, c.action.symbol()));
+    let _ = writeln!(
+        out,
+        "  {} {kind} \"{name}\" {{",
+        paint(style, c.action.symbol())
+    );
     let shown: Vec<&AttrChange> = c
         .attributes
         .iter()
@@ -154,7 +204,12 @@ fn render_change(out: &mut String, c: &Change) {
             Action::Replace => true,
             _ => a.changed,
         })
-        .filter(|a| !(c.action == Action::Replace && !a.changed && matches!(a.after, After::Known(_)) && a.before.as_ref() == known(&a.after)))
+        .filter(|a| {
+            !(c.action == Action::Replace
+                && !a.changed
+                && matches!(a.after, After::Known(_))
+                && a.before.as_ref() == known(&a.after))
+        })
         .collect();
     let width = shown.iter().map(|a| a.name.len()).max().unwrap_or(0);
     for a in &shown {
@@ -162,7 +217,17 @@ fn render_change(out: &mut String, c: &Change) {
     }
     let hidden = c.attributes.len() - shown.len();
     if hidden > 0 && c.action != Action::Delete {
-        let _ = writeln!(out, "        {}", paint(DIM, &format!("# ({hidden} unchanged attribute{} hidden)", if hidden == 1 { "" } else { "s" })));
+        let _ = writeln!(
+            out,
+            "        {}",
+            paint(
+                DIM,
+                &format!(
+                    "# ({hidden} unchanged attribute{} hidden)",
+                    if hidden == 1 { "" } else { "s" }
+                )
+            )
+        );
     }
     let _ = writeln!(out, "    }}\n");
 }
@@ -176,8 +241,20 @@ fn known(a: &After) -> Option<&Value> {
 
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
-    let env = plan.stack.env.as_deref().map(|e| format!(", env {e}")).unwrap_or_default();
-    let _ = writeln!(out, "{}\n", paint(BOLD, &format!("Stackwright plan for {}{env}", plan.stack.name)));
+    let env = plan
+        .stack
+        .env
+        .as_deref()
+        .map(|e| format!(", env {e}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{}\n",
+        paint(
+            BOLD,
+            &format!("Stackwright plan for {}{env}", plan.stack.name)
+        )
+    );
 
     for d in &plan.data {
         let _ = writeln!(out, " {} {} read", paint(CYAN, "<="), d.address);
@@ -186,20 +263,39 @@ pub fn render(plan: &Plan) -> String {
         out.push('\n');
     }
 
-    let drifted: Vec<&Change> = plan.changes.iter().filter(|c| !c.drift.is_empty()).collect();
+    let drifted: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| !c.drift.is_empty())
+        .collect();
     if !drifted.is_empty() {
         let _ = writeln!(out, "{}", paint(BOLD, "Changed outside Stackwright:"));
         for c in drifted {
             let _ = writeln!(out, "  {} {}", paint(YELLOW, "~"), c.address);
             for d in &c.drift {
-                let show = |v: &Option<Value>| v.as_ref().map(fmt_value).unwrap_or_else(|| "null".into());
-                let _ = writeln!(out, "      {} = {} -> {}", d.name, show(&d.recorded), show(&d.live));
+                let show =
+                    |v: &Option<Value>| v.as_ref().map(fmt_value).unwrap_or_else(|| "null".into());
+                let _ = writeln!(
+                    out,
+                    "      {} = {} -> {}",
+                    d.name,
+                    show(&d.recorded),
+                    show(&d.live)
+                );
             }
         }
-        let _ = writeln!(out, "  {}\n", paint(DIM, "(the plan below restores what the stack says)"));
+        let _ = writeln!(
+            out,
+            "  {}\n",
+            paint(DIM, "(the plan below restores what the stack says)")
+        );
     }
 
-    let mut active: Vec<&Change> = plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
+    let mut active: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .collect();
     // Destroys and replaces first: they are what a reader must not miss.
     active.sort_by_key(|c| {
         let rank = match c.action {
@@ -214,14 +310,22 @@ pub fn render(plan: &Plan) -> String {
     }
 
     if let Some(m) = &plan.migrations {
-        let _ = writeln!(out, "{}", paint(BOLD, &format!("Migrations against {}:", m.database)));
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(BOLD, &format!("Migrations against {}:", m.database))
+        );
         if let Some(r) = &m.unknown_reason {
             let _ = writeln!(out, "  {r}");
         }
         if m.pending.is_empty() && m.unknown_reason.is_none() {
             let _ = writeln!(out, "  {}", paint(DIM, "none pending"));
         } else {
-            let _ = writeln!(out, "  {}", paint(YELLOW, &format!("snapshot: {}", m.snapshot)));
+            let _ = writeln!(
+                out,
+                "  {}",
+                paint(YELLOW, &format!("snapshot: {}", m.snapshot))
+            );
             for p in &m.pending {
                 let _ = writeln!(out, "  {} {p}", paint(GREEN, "+"));
             }
@@ -232,7 +336,16 @@ pub fn render(plan: &Plan) -> String {
                 (None, true) => ("blocks apply", RED),
                 (None, false) => ("warning", YELLOW),
             };
-            let _ = writeln!(out, "  {} {}:{}:{} {} ({mark}): {}", paint(style, "!"), f.file, f.line, f.column, f.rule, f.message);
+            let _ = writeln!(
+                out,
+                "  {} {}:{}:{} {} ({mark}): {}",
+                paint(style, "!"),
+                f.file,
+                f.line,
+                f.column,
+                f.rule,
+                f.message
+            );
             if let Some(reason) = &f.allowed {
                 let _ = writeln!(out, "      allowed because {reason}");
             }
@@ -245,7 +358,14 @@ pub fn render(plan: &Plan) -> String {
 
     let s = &plan.summary;
     if !plan.has_changes() {
-        let _ = writeln!(out, "{}", paint(GREEN.bold(), "No changes. Your infrastructure matches the stack."));
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(
+                GREEN.bold(),
+                "No changes. Your infrastructure matches the stack."
+            )
+        );
     } else {
         let _ = writeln!(
             out,
@@ -263,11 +383,24 @@ pub fn render(plan: &Plan) -> String {
 /// A markdown rendering for CI comments.
 pub fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
-    let env = plan.stack.env.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+    let env = plan
+        .stack
+        .env
+        .as_deref()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
     let _ = writeln!(out, "### Stackwright plan: `{}`{env}\n", plan.stack.name);
     let s = &plan.summary;
-    let _ = writeln!(out, "**{} to add, {} to change, {} to replace, {} to destroy.**\n", s.add, s.change, s.replace, s.destroy);
-    let active: Vec<&Change> = plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
+    let _ = writeln!(
+        out,
+        "**{} to add, {} to change, {} to replace, {} to destroy.**\n",
+        s.add, s.change, s.replace, s.destroy
+    );
+    let active: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .collect();
     if !active.is_empty() {
         let _ = writeln!(out, "| action | address | detail |\n|---|---|---|");
         for c in active {
@@ -276,11 +409,21 @@ pub fn markdown(plan: &Plan) -> String {
                 Action::Update => c.changed_attrs().join(", "),
                 _ => String::new(),
             };
-            let _ = writeln!(out, "| `{}` {} | `{}` | {detail} |", c.action.symbol(), c.action.verb(), c.address);
+            let _ = writeln!(
+                out,
+                "| `{}` {} | `{}` | {detail} |",
+                c.action.symbol(),
+                c.action.verb(),
+                c.address
+            );
         }
         out.push('\n');
     }
-    let _ = writeln!(out, "<details><summary>full plan</summary>\n\n```diff\n{}```\n</details>", anstream::adapter::strip_str(&render(plan)));
+    let _ = writeln!(
+        out,
+        "<details><summary>full plan</summary>\n\n```diff\n{}```\n</details>",
+        anstream::adapter::strip_str(&render(plan))
+    );
     out
 }
 
@@ -294,7 +437,13 @@ mod tests {
     use crate::plan::{DataRead, Drift, PlanStack, PriorState, Summary};
 
     fn attr(name: &str, before: Option<Value>, after: After, changed: bool) -> AttrChange {
-        AttrChange { name: name.into(), before, after, changed, forces_replacement: false }
+        AttrChange {
+            name: name.into(),
+            before,
+            after,
+            changed,
+            forces_replacement: false,
+        }
     }
 
     fn change(address: &str, action: Action, attributes: Vec<AttrChange>) -> Change {
@@ -319,7 +468,12 @@ mod tests {
             Action::Replace,
             vec![AttrChange {
                 forces_replacement: true,
-                ..attr("name", Some(json!("/w/dev/LOG_LEVEL")), After::Known(json!("/w/dev/LOGLEVEL")), true)
+                ..attr(
+                    "name",
+                    Some(json!("/w/dev/LOG_LEVEL")),
+                    After::Known(json!("/w/dev/LOGLEVEL")),
+                    true,
+                )
             }],
         );
         replace.replace_because = vec!["name".into()];
@@ -327,25 +481,58 @@ mod tests {
             "s3_bucket.uploads",
             Action::Update,
             vec![
-                attr("versioning", Some(json!(false)), After::Known(json!(true)), true),
-                attr("tags", Some(json!({"app": "w"})), After::Known(json!({"app": "w", "env": "dev"})), true),
-                attr("name", Some(json!("w-dev")), After::Known(json!("w-dev")), false),
+                attr(
+                    "versioning",
+                    Some(json!(false)),
+                    After::Known(json!(true)),
+                    true,
+                ),
+                attr(
+                    "tags",
+                    Some(json!({"app": "w"})),
+                    After::Known(json!({"app": "w", "env": "dev"})),
+                    true,
+                ),
+                attr(
+                    "name",
+                    Some(json!("w-dev")),
+                    After::Known(json!("w-dev")),
+                    false,
+                ),
             ],
         );
-        update.drift = vec![Drift { name: "versioning".into(), recorded: Some(json!(true)), live: Some(json!(false)) }];
+        update.drift = vec![Drift {
+            name: "versioning".into(),
+            recorded: Some(json!(true)),
+            live: Some(json!(false)),
+        }];
         let changes = vec![
-            change("ssm_parameter.old", Action::Delete, vec![attr("name", Some(json!("/w/old")), After::Removed, true)]),
+            change(
+                "ssm_parameter.old",
+                Action::Delete,
+                vec![attr("name", Some(json!("/w/old")), After::Removed, true)],
+            ),
             replace,
             update,
             change(
                 "ssm_parameter.secret",
                 Action::Update,
-                vec![attr("value", None, After::Sensitive { changed: true }, true)],
+                vec![attr(
+                    "value",
+                    None,
+                    After::Sensitive { changed: true },
+                    true,
+                )],
             ),
             change(
                 "ssm_parameter.policy",
                 Action::Update,
-                vec![attr("value", Some(json!("line one\nline two\nline three")), After::Known(json!("line one\nline 2\nline three")), true)],
+                vec![attr(
+                    "value",
+                    Some(json!("line one\nline two\nline three")),
+                    After::Known(json!("line one\nline 2\nline three")),
+                    true,
+                )],
             ),
             change(
                 "s3_bucket.logs",
@@ -370,7 +557,10 @@ mod tests {
             prior_state: PriorState::NoStateYet,
             destroy: false,
             targets: vec![],
-            data: vec![DataRead { address: "data.vpc.main".into(), attributes: BTreeMap::new() }],
+            data: vec![DataRead {
+                address: "data.vpc.main".into(),
+                attributes: BTreeMap::new(),
+            }],
             summary: Plan::summarize(&changes),
             changes,
             migrations: None,
@@ -390,7 +580,10 @@ mod tests {
         p.changes.clear();
         p.summary = Summary::default();
         let text = anstream::adapter::strip_str(&render(&p)).to_string();
-        assert!(text.contains("No changes. Your infrastructure matches the stack."), "{text}");
+        assert!(
+            text.contains("No changes. Your infrastructure matches the stack."),
+            "{text}"
+        );
     }
 
     #[test]

@@ -109,13 +109,16 @@ impl Aws {
         })
     }
     pub fn ssm(&self) -> &aws_sdk_ssm::Client {
-        self.ssm.get_or_init(|| aws_sdk_ssm::Client::new(&self.config))
+        self.ssm
+            .get_or_init(|| aws_sdk_ssm::Client::new(&self.config))
     }
     pub fn rds(&self) -> &aws_sdk_rds::Client {
-        self.rds.get_or_init(|| aws_sdk_rds::Client::new(&self.config))
+        self.rds
+            .get_or_init(|| aws_sdk_rds::Client::new(&self.config))
     }
     pub fn ec2(&self) -> &aws_sdk_ec2::Client {
-        self.ec2.get_or_init(|| aws_sdk_ec2::Client::new(&self.config))
+        self.ec2
+            .get_or_init(|| aws_sdk_ec2::Client::new(&self.config))
     }
 }
 
@@ -183,7 +186,13 @@ pub trait Provider: Send + Sync {
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>>;
     async fn create(&self, cx: &Cx<'_>, input: &Resolved) -> Result<Live>;
     /// `changed` lists the attributes that differ; local-only ones need no AWS call.
-    async fn update(&self, cx: &Cx<'_>, id: &str, input: &Resolved, changed: &[String]) -> Result<Live>;
+    async fn update(
+        &self,
+        cx: &Cx<'_>,
+        id: &str,
+        input: &Resolved,
+        changed: &[String],
+    ) -> Result<Live>;
     async fn delete(&self, cx: &Cx<'_>, id: &str, prior: &Attrs) -> Result<()>;
 
     /// Refuses impossible changes at plan time (shrinking storage) and explains others.
@@ -242,10 +251,8 @@ pub fn registry() -> &'static Registry {
             Box::new(rds_subnet_group::RdsSubnetGroup),
             Box::new(rds_parameter_group::RdsParameterGroup),
         ];
-        let data: Vec<Box<dyn DataSource>> = vec![
-            Box::new(data_vpc::Vpc),
-            Box::new(data_subnets::Subnets),
-        ];
+        let data: Vec<Box<dyn DataSource>> =
+            vec![Box::new(data_vpc::Vpc), Box::new(data_subnets::Subnets)];
         Registry {
             providers: providers.into_iter().map(|p| (p.kind(), p)).collect(),
             data: data.into_iter().map(|d| (d.kind(), d)).collect(),

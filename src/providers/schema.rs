@@ -28,7 +28,14 @@ impl Ty {
             Ty::String => "a string".into(),
             Ty::Bool => "a boolean (true or false)".into(),
             Ty::Int => "an integer".into(),
-            Ty::Enum(values) => format!("one of {}", values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", ")),
+            Ty::Enum(values) => format!(
+                "one of {}",
+                values
+                    .iter()
+                    .map(|v| format!("\"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Ty::StringList => "an array of strings".into(),
             Ty::StringMap => "a table of strings".into(),
             Ty::Blocks(_) => "an array of tables".into(),
@@ -130,6 +137,9 @@ impl Schema {
     }
     /// Every name a reference may use: inputs and outputs.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.attrs.iter().map(|a| a.name).chain(self.outputs.iter().copied())
+        self.attrs
+            .iter()
+            .map(|a| a.name)
+            .chain(self.outputs.iter().copied())
     }
 }

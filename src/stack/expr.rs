@@ -86,9 +86,9 @@ impl Expr {
                     Desired::Known(Value::String(out))
                 }
             }
-            Expr::List(items) => collect(items.iter().map(|e| e.eval(lookup)), |vs| {
-                Value::Array(vs)
-            }),
+            Expr::List(items) => {
+                collect(items.iter().map(|e| e.eval(lookup)), |vs| Value::Array(vs))
+            }
             Expr::Map(m) => {
                 let keys: Vec<&String> = m.keys().collect();
                 collect(m.values().map(|e| e.eval(lookup)), |vs| {
@@ -99,7 +99,10 @@ impl Expr {
     }
 }
 
-fn collect(items: impl Iterator<Item = Desired>, build: impl FnOnce(Vec<Value>) -> Value) -> Desired {
+fn collect(
+    items: impl Iterator<Item = Desired>,
+    build: impl FnOnce(Vec<Value>) -> Value,
+) -> Desired {
     let mut vs = Vec::new();
     for d in items {
         match d {
@@ -181,7 +184,10 @@ mod tests {
 
     #[test]
     fn eval_propagates_unknown_and_secret() {
-        let r = Ref { address: "s3_bucket.a".into(), attr: "arn".into() };
+        let r = Ref {
+            address: "s3_bucket.a".into(),
+            attr: "arn".into(),
+        };
         let e = Expr::Concat(vec![Part::Text("x:".into()), Part::Ref(r.clone())]);
         assert_eq!(e.eval(&|_| Desired::Unknown), Desired::Unknown);
         assert_eq!(

@@ -108,7 +108,9 @@ impl Stack {
 
     /// A resource or data source by address.
     pub fn get(&self, address: &str) -> Option<&Resource> {
-        self.resources.get(address).or_else(|| self.data.get(address))
+        self.resources
+            .get(address)
+            .or_else(|| self.data.get(address))
     }
 
     /// The error for a problem with one attribute of a resource, pointing at its value.
@@ -126,7 +128,9 @@ impl Stack {
     /// Default state file: `state/<stack>/<env>.json`, or `state/<stack>.json` without environments.
     pub fn default_state_path(&self) -> PathBuf {
         match &self.env {
-            Some(env) => Path::new("state").join(&self.name).join(format!("{env}.json")),
+            Some(env) => Path::new("state")
+                .join(&self.name)
+                .join(format!("{env}.json")),
             None => Path::new("state").join(format!("{}.json", self.name)),
         }
     }

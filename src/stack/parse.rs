@@ -36,12 +36,16 @@ impl Cx<'_> {
 
 type Table<'i> = DeTable<'i>;
 
-fn entries<'a, 'i>(t: &'a Table<'i>) -> impl Iterator<Item = (&'a str, Range<usize>, &'a Spanned<DeValue<'i>>)> {
+fn entries<'a, 'i>(
+    t: &'a Table<'i>,
+) -> impl Iterator<Item = (&'a str, Range<usize>, &'a Spanned<DeValue<'i>>)> {
     t.iter().map(|(k, v)| (k.get_ref().as_ref(), k.span(), v))
 }
 
 fn get<'a, 'i>(t: &'a Table<'i>, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
-    t.iter().find(|(k, _)| k.get_ref().as_ref() == key).map(|(_, v)| v)
+    t.iter()
+        .find(|(k, _)| k.get_ref().as_ref() == key)
+        .map(|(_, v)| v)
 }
 
 fn type_name(v: &DeValue<'_>) -> &'static str {
@@ -56,11 +60,18 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
     }
 }
 
-fn as_table<'a, 'i>(cx: &Cx<'_>, v: &'a Spanned<DeValue<'i>>, what: &str) -> Result<&'a Table<'i>, Diagnostic> {
+fn as_table<'a, 'i>(
+    cx: &Cx<'_>,
+    v: &'a Spanned<DeValue<'i>>,
+    what: &str,
+) -> Result<&'a Table<'i>, Diagnostic> {
     match v.get_ref() {
         DeValue::Table(t) => Ok(t),
         other => Err(cx
-            .err(v.span(), format!("{what} must be a table, found {}", type_name(other)))
+            .err(
+                v.span(),
+                format!("{what} must be a table, found {}", type_name(other)),
+            )
             .hint(format!("write it as a [{what}] section"))),
     }
 }
@@ -68,21 +79,40 @@ fn as_table<'a, 'i>(cx: &Cx<'_>, v: &'a Spanned<DeValue<'i>>, what: &str) -> Res
 fn as_str<'a>(cx: &Cx<'_>, v: &'a Spanned<DeValue<'_>>, what: &str) -> Result<&'a str, Diagnostic> {
     match v.get_ref() {
         DeValue::String(s) => Ok(s.as_ref()),
-        other => Err(cx.err(v.span(), format!("`{what}` must be a string, found {}", type_name(other)))),
+        other => Err(cx.err(
+            v.span(),
+            format!("`{what}` must be a string, found {}", type_name(other)),
+        )),
     }
 }
 
-fn str_list(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>, what: &str) -> Result<Vec<(String, Range<usize>)>, Diagnostic> {
+fn str_list(
+    cx: &Cx<'_>,
+    v: &Spanned<DeValue<'_>>,
+    what: &str,
+) -> Result<Vec<(String, Range<usize>)>, Diagnostic> {
     match v.get_ref() {
         DeValue::Array(items) => items
             .iter()
             .map(|i| as_str(cx, i, what).map(|s| (s.to_owned(), i.span())))
             .collect(),
-        other => Err(cx.err(v.span(), format!("`{what}` must be an array of strings, found {}", type_name(other)))),
+        other => Err(cx.err(
+            v.span(),
+            format!(
+                "`{what}` must be an array of strings, found {}",
+                type_name(other)
+            ),
+        )),
     }
 }
 
-fn unknown_key(cx: &Cx<'_>, key: &str, span: Range<usize>, context: &str, known: &[&str]) -> Diagnostic {
+fn unknown_key(
+    cx: &Cx<'_>,
+    key: &str,
+    span: Range<usize>,
+    context: &str,
+    known: &[&str],
+) -> Diagnostic {
     let d = cx.err(span, format!("unknown key `{key}` in {context}"));
     match suggest(key, known.iter().copied()) {
         Some(s) => d.hint(format!("did you mean `{s}`?")),
@@ -95,12 +125,20 @@ fn literal(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>) -> Result<Value, Diagnostic> {
     Ok(match v.get_ref() {
         DeValue::String(s) => Value::String(s.to_string()),
         DeValue::Integer(i) => Value::from(parse_int(cx, v.span(), i.as_str(), i.radix())?),
-        DeValue::Float(f) => serde_json::Number::from_f64(f.as_str().replace('_', "").parse().unwrap_or(f64::NAN))
-            .map(Value::Number)
-            .ok_or_else(|| cx.err(v.span(), "not a finite number"))?,
+        DeValue::Float(f) => {
+            serde_json::Number::from_f64(f.as_str().replace('_', "").parse().unwrap_or(f64::NAN))
+                .map(Value::Number)
+                .ok_or_else(|| cx.err(v.span(), "not a finite number"))?
+        }
         DeValue::Boolean(b) => Value::Bool(*b),
-        DeValue::Datetime(_) => return Err(cx.err(v.span(), "datetimes are not supported").hint("quote it as a string")),
-        DeValue::Array(a) => Value::Array(a.iter().map(|i| literal(cx, i)).collect::<Result<_, _>>()?),
+        DeValue::Datetime(_) => {
+            return Err(cx
+                .err(v.span(), "datetimes are not supported")
+                .hint("quote it as a string"));
+        }
+        DeValue::Array(a) => {
+            Value::Array(a.iter().map(|i| literal(cx, i)).collect::<Result<_, _>>()?)
+        }
         DeValue::Table(t) => Value::Object(
             entries(t)
                 .map(|(k, _, v)| literal(cx, v).map(|v| (k.to_owned(), v)))
@@ -152,17 +190,39 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         match k {
             "name" => {
                 let n = as_str(&cx, v, "name")?;
-                if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                    return Err(cx.err(v.span(), format!("invalid stack name \"{n}\"")).hint("use letters, digits, '-' and '_'"));
+                if n.is_empty()
+                    || !n
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return Err(cx
+                        .err(v.span(), format!("invalid stack name \"{n}\""))
+                        .hint("use letters, digits, '-' and '_'"));
                 }
                 name = Some(n.to_owned());
             }
             "region" => cx.region = Some(as_str(&cx, v, "region")?.to_owned()),
-            "environments" => environments = str_list(&cx, v, "environments")?.into_iter().map(|(s, _)| s).collect(),
-            _ => return Err(unknown_key(&cx, k, kspan, "[stack]", &["name", "region", "environments"])),
+            "environments" => {
+                environments = str_list(&cx, v, "environments")?
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .collect()
+            }
+            _ => {
+                return Err(unknown_key(
+                    &cx,
+                    k,
+                    kspan,
+                    "[stack]",
+                    &["name", "region", "environments"],
+                ));
+            }
         }
     }
-    cx.stack_name = name.ok_or_else(|| cx.err(stack_v.span(), "[stack] has no `name`").hint("add name = \"webapp\""))?;
+    cx.stack_name = name.ok_or_else(|| {
+        cx.err(stack_v.span(), "[stack] has no `name`")
+            .hint("add name = \"webapp\"")
+    })?;
 
     // Environment selection.
     let env_tables = match get(root, "env") {
@@ -176,21 +236,38 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
                 cx.stack_name,
                 environments.join(", ")
             ))
-            .at(Location::from_span(path, &source, get(stack_t, "environments").map(|v| v.span()).unwrap_or(0..0)))
-            .hint(format!("e.g. --env {}", environments[0])))
+            .at(Location::from_span(
+                path,
+                &source,
+                get(stack_t, "environments")
+                    .map(|v| v.span())
+                    .unwrap_or(0..0),
+            ))
+            .hint(format!("e.g. --env {}", environments[0])));
         }
         (Some(e), false) if !environments.contains(e) => {
-            let d = Diagnostic::new(format!("unknown environment `{e}`; this stack has {}", environments.join(", ")))
-                .at(Location::from_span(path, &source, get(stack_t, "environments").map(|v| v.span()).unwrap_or(0..0)));
+            let d = Diagnostic::new(format!(
+                "unknown environment `{e}`; this stack has {}",
+                environments.join(", ")
+            ))
+            .at(Location::from_span(
+                path,
+                &source,
+                get(stack_t, "environments")
+                    .map(|v| v.span())
+                    .unwrap_or(0..0),
+            ));
             return Err(match suggest(e, environments.iter().map(String::as_str)) {
                 Some(s) => d.hint(format!("did you mean `--env {s}`?")),
                 None => d.hint("add it to [stack] environments, or pick one of those"),
             });
         }
         (Some(e), true) => {
-            return Err(Diagnostic::new(format!("--env {e} given, but the stack declares no environments"))
-                .at(Location::from_span(path, &source, stack_v.span()))
-                .hint("add environments = [\"dev\", ...] to [stack], or drop --env"))
+            return Err(Diagnostic::new(format!(
+                "--env {e} given, but the stack declares no environments"
+            ))
+            .at(Location::from_span(path, &source, stack_v.span()))
+            .hint("add environments = [\"dev\", ...] to [stack], or drop --env"));
         }
         _ => {}
     }
@@ -205,7 +282,12 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     if let Some(envs) = env_tables {
         for (e, espan, et) in entries(envs) {
             if !environments.iter().any(|x| x == e) {
-                return Err(cx.err(espan, format!("[env.{e}] names an environment not in [stack] environments")).hint(format!("declared: {}", environments.join(", "))));
+                return Err(cx
+                    .err(
+                        espan,
+                        format!("[env.{e}] names an environment not in [stack] environments"),
+                    )
+                    .hint(format!("declared: {}", environments.join(", "))));
             }
             for (k, kspan, v) in entries(as_table(&cx, et, &format!("env.{e}"))?) {
                 if k != "vars" {
@@ -235,10 +317,20 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
                 for (dkind, dspan, dv) in entries(as_table(&cx, v, "data")?) {
                     let Some(ds) = reg.data_source(dkind) else {
                         let known: Vec<&str> = reg.data_kinds().collect();
-                        return Err(unknown_key(&cx, dkind, dspan, "[data]", &known).hint(format!("data sources: {}", known.join(", "))));
+                        return Err(unknown_key(&cx, dkind, dspan, "[data]", &known)
+                            .hint(format!("data sources: {}", known.join(", "))));
                     };
                     for (n, nspan, body) in entries(as_table(&cx, dv, &format!("data.{dkind}"))?) {
-                        let r = resource(&cx, &format!("data.{dkind}"), dkind, n, nspan, body, ds.schema(), false)?;
+                        let r = resource(
+                            &cx,
+                            &format!("data.{dkind}"),
+                            dkind,
+                            n,
+                            nspan,
+                            body,
+                            ds.schema(),
+                            false,
+                        )?;
                         data.insert(r.address.clone(), r);
                     }
                 }
@@ -294,8 +386,14 @@ fn resource(
     is_resource: bool,
 ) -> Result<Resource, Diagnostic> {
     let address = format!("{prefix}.{name}");
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(cx.err(nspan, format!("invalid name `{name}` in `{address}`")).hint("use letters, digits, '_' and '-'"));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(cx
+            .err(nspan, format!("invalid name `{name}` in `{address}`"))
+            .hint("use letters, digits, '_' and '-'"));
     }
     let t = as_table(cx, body, &address)?;
     let mut r = Resource {
@@ -315,7 +413,10 @@ fn resource(
     for (k, kspan, v) in entries(t) {
         match k {
             "depends_on" if is_resource => {
-                r.depends_on = str_list(cx, v, "depends_on")?.into_iter().map(|(s, _)| s).collect();
+                r.depends_on = str_list(cx, v, "depends_on")?
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .collect();
                 r.attr_spans.insert(k.to_owned(), v.span());
             }
             "lifecycle" if is_resource => {
@@ -323,16 +424,37 @@ fn resource(
                     match (lk, lv.get_ref()) {
                         ("prevent_destroy", DeValue::Boolean(b)) => r.prevent_destroy = *b,
                         ("prevent_destroy", other) => {
-                            return Err(cx.err(lv.span(), format!("`prevent_destroy` must be a boolean, found {}", type_name(other))));
+                            return Err(cx.err(
+                                lv.span(),
+                                format!(
+                                    "`prevent_destroy` must be a boolean, found {}",
+                                    type_name(other)
+                                ),
+                            ));
                         }
-                        _ => return Err(unknown_key(cx, lk, lspan, &format!("{address}.lifecycle"), &["prevent_destroy"])),
+                        _ => {
+                            return Err(unknown_key(
+                                cx,
+                                lk,
+                                lspan,
+                                &format!("{address}.lifecycle"),
+                                &["prevent_destroy"],
+                            ));
+                        }
                     }
                 }
             }
             _ => {
                 let Some(attr) = schema.attr(k) else {
                     if schema.is_output(k) {
-                        return Err(cx.err(kspan, format!("`{k}` is set by AWS and cannot be configured on `{address}`")).hint(format!("reference it instead: ${{{address}.{k}}}")));
+                        return Err(cx
+                            .err(
+                                kspan,
+                                format!(
+                                    "`{k}` is set by AWS and cannot be configured on `{address}`"
+                                ),
+                            )
+                            .hint(format!("reference it instead: ${{{address}.{k}}}")));
                     }
                     return Err(unknown_key(cx, k, kspan, &format!("`{address}`"), &allowed));
                 };
@@ -345,48 +467,83 @@ fn resource(
     for a in schema.attrs.iter().filter(|a| a.required) {
         if !r.attrs.contains_key(a.name) {
             return Err(cx
-                .err(nspan.clone(), format!("`{address}` is missing required attribute `{}`", a.name))
-                .hint(format!("add {} = ... ({}: {})", a.name, a.ty.describe(), a.doc)));
+                .err(
+                    nspan.clone(),
+                    format!("`{address}` is missing required attribute `{}`", a.name),
+                )
+                .hint(format!(
+                    "add {} = ... ({}: {})",
+                    a.name,
+                    a.ty.describe(),
+                    a.doc
+                )));
         }
     }
     Ok(r)
 }
 
 /// An attribute value, type-checked against its schema where it is literal.
-fn attr_expr(cx: &Cx<'_>, address: &str, attr: &Attr, v: &Spanned<DeValue<'_>>) -> Result<Expr, Diagnostic> {
+fn attr_expr(
+    cx: &Cx<'_>,
+    address: &str,
+    attr: &Attr,
+    v: &Spanned<DeValue<'_>>,
+) -> Result<Expr, Diagnostic> {
     let ctx = format!("`{}` of `{address}`", attr.name);
     // Secret sources: { from_env = "X" } / { from_file = "p" }.
     if let DeValue::Table(t) = v.get_ref()
         && (get(t, "from_env").is_some() || get(t, "from_file").is_some())
     {
         if attr.secret == SecretMode::No {
-            return Err(cx.err(v.span(), format!("{ctx} cannot come from a secret source")).hint(format!("write it as {}", attr.ty.describe())));
+            return Err(cx
+                .err(v.span(), format!("{ctx} cannot come from a secret source"))
+                .hint(format!("write it as {}", attr.ty.describe())));
         }
         return Ok(Expr::Secret(secret_source(cx, t, v.span())?));
     }
     if attr.secret == SecretMode::WriteOnly {
         return Err(cx
-            .err(v.span(), format!("{ctx} is a secret and must not be written in the stack file"))
-            .hint(format!("use {} = {{ from_env = \"VAR\" }} or {{ from_file = \"path\" }}", attr.name)));
+            .err(
+                v.span(),
+                format!("{ctx} is a secret and must not be written in the stack file"),
+            )
+            .hint(format!(
+                "use {} = {{ from_env = \"VAR\" }} or {{ from_file = \"path\" }}",
+                attr.name
+            )));
     }
     typed(cx, &ctx, attr.ty, v)
 }
 
 fn typed(cx: &Cx<'_>, ctx: &str, ty: Ty, v: &Spanned<DeValue<'_>>) -> Result<Expr, Diagnostic> {
-    let mismatch = |found: &str| cx.err(v.span(), format!("{ctx} must be {}, found {found}", ty.describe()));
+    let mismatch = |found: &str| {
+        cx.err(
+            v.span(),
+            format!("{ctx} must be {}, found {found}", ty.describe()),
+        )
+    };
     // A string with interpolation is checked once resolved.
     if let DeValue::String(s) = v.get_ref() {
         let e = interpolate(cx, s, v.span())?;
         return match (&e, ty) {
             (Expr::Lit(Value::String(s)), Ty::Enum(values)) if !values.contains(&s.as_str()) => {
-                let d = cx.err(v.span(), format!("{ctx} must be {}, found \"{s}\"", ty.describe()));
+                let d = cx.err(
+                    v.span(),
+                    format!("{ctx} must be {}, found \"{s}\"", ty.describe()),
+                );
                 Err(match suggest(s, values.iter().copied()) {
                     Some(x) => d.hint(format!("did you mean \"{x}\"?")),
                     None => d,
                 })
             }
-            (Expr::Lit(Value::String(s)), Ty::Int) => s.parse::<i64>().map(|i| Expr::Lit(i.into())).map_err(|_| mismatch("a string")),
-            (Expr::Lit(Value::String(s)), Ty::Bool) => s.parse::<bool>().map(|b| Expr::Lit(b.into())).map_err(|_| mismatch("a string")),
+            (Expr::Lit(Value::String(s)), Ty::Int) => s
+                .parse::<i64>()
+                .map(|i| Expr::Lit(i.into()))
+                .map_err(|_| mismatch("a string")),
+            (Expr::Lit(Value::String(s)), Ty::Bool) => s
+                .parse::<bool>()
+                .map(|b| Expr::Lit(b.into()))
+                .map_err(|_| mismatch("a string")),
             (Expr::Lit(_), Ty::String | Ty::Enum(_)) | (Expr::Ref(_) | Expr::Concat(_), _) => Ok(e),
             (Expr::Lit(Value::String(_)), _) => Err(mismatch("a string")),
             _ => Ok(e),
@@ -394,7 +551,9 @@ fn typed(cx: &Cx<'_>, ctx: &str, ty: Ty, v: &Spanned<DeValue<'_>>) -> Result<Exp
     }
     match (ty, v.get_ref()) {
         (Ty::Bool, DeValue::Boolean(b)) => Ok(Expr::Lit(Value::Bool(*b))),
-        (Ty::Int, DeValue::Integer(i)) => Ok(Expr::Lit(parse_int(cx, v.span(), i.as_str(), i.radix())?.into())),
+        (Ty::Int, DeValue::Integer(i)) => Ok(Expr::Lit(
+            parse_int(cx, v.span(), i.as_str(), i.radix())?.into(),
+        )),
         (Ty::StringList, DeValue::Array(items)) => items
             .iter()
             .map(|i| typed(cx, &format!("an item of {ctx}"), Ty::String, i))
@@ -404,7 +563,9 @@ fn typed(cx: &Cx<'_>, ctx: &str, ty: Ty, v: &Spanned<DeValue<'_>>) -> Result<Exp
             let mut m = BTreeMap::new();
             for (k, _, item) in entries(t) {
                 let e = match item.get_ref() {
-                    DeValue::Integer(_) | DeValue::Float(_) | DeValue::Boolean(_) => Expr::Lit(Value::String(super::expr::scalar_text(&literal(cx, item)?))),
+                    DeValue::Integer(_) | DeValue::Float(_) | DeValue::Boolean(_) => {
+                        Expr::Lit(Value::String(super::expr::scalar_text(&literal(cx, item)?)))
+                    }
                     _ => typed(cx, &format!("`{k}` in {ctx}"), Ty::String, item)?,
                 };
                 m.insert(k.to_owned(), e);
@@ -423,11 +584,19 @@ fn typed(cx: &Cx<'_>, ctx: &str, ty: Ty, v: &Spanned<DeValue<'_>>) -> Result<Exp
                         let names: Vec<&str> = attrs.iter().map(|a| a.name).collect();
                         return Err(unknown_key(cx, k, kspan, ctx, &names));
                     };
-                    m.insert(k.to_owned(), typed(cx, &format!("`{k}` in {ctx}"), a.ty, iv)?);
+                    m.insert(
+                        k.to_owned(),
+                        typed(cx, &format!("`{k}` in {ctx}"), a.ty, iv)?,
+                    );
                 }
                 for a in attrs.iter().filter(|a| a.required) {
                     if !m.contains_key(a.name) {
-                        return Err(cx.err(item.span(), format!("an item of {ctx} is missing required `{}`", a.name)).hint(a.doc));
+                        return Err(cx
+                            .err(
+                                item.span(),
+                                format!("an item of {ctx} is missing required `{}`", a.name),
+                            )
+                            .hint(a.doc));
                     }
                 }
                 for a in attrs.iter() {
@@ -443,11 +612,18 @@ fn typed(cx: &Cx<'_>, ctx: &str, ty: Ty, v: &Spanned<DeValue<'_>>) -> Result<Exp
     }
 }
 
-fn secret_source(cx: &Cx<'_>, t: &Table<'_>, span: Range<usize>) -> Result<SecretString, Diagnostic> {
+fn secret_source(
+    cx: &Cx<'_>,
+    t: &Table<'_>,
+    span: Range<usize>,
+) -> Result<SecretString, Diagnostic> {
     let mut found = None;
     for (k, kspan, v) in entries(t) {
         if found.is_some() || !matches!(k, "from_env" | "from_file") {
-            return Err(unknown_key(cx, k, kspan, "a secret source", &["from_env", "from_file"]).hint("give exactly one of from_env or from_file"));
+            return Err(
+                unknown_key(cx, k, kspan, "a secret source", &["from_env", "from_file"])
+                    .hint("give exactly one of from_env or from_file"),
+            );
         }
         found = Some((k, as_str(cx, v, k)?, v.span()));
     }
@@ -455,13 +631,22 @@ fn secret_source(cx: &Cx<'_>, t: &Table<'_>, span: Range<usize>) -> Result<Secre
     match k {
         "from_env" => match std::env::var(val) {
             Ok(s) => Ok(SecretString::new(s)),
-            Err(_) => Err(cx.err(vspan, format!("environment variable `{val}` is not set")).hint(format!("export {val}=... before running, or use {{ from_file = \"path\" }}"))),
+            Err(_) => Err(cx
+                .err(vspan, format!("environment variable `{val}` is not set"))
+                .hint(format!(
+                    "export {val}=... before running, or use {{ from_file = \"path\" }}"
+                ))),
         },
         _ => {
             let p = relative_to_stack(cx.path, val);
             match std::fs::read_to_string(&p) {
-                Ok(s) => Ok(SecretString::new(s.trim_end_matches(['\n', '\r']).to_owned())),
-                Err(e) => Err(cx.err(vspan, format!("cannot read secret file {}: {e}", p.display()))),
+                Ok(s) => Ok(SecretString::new(
+                    s.trim_end_matches(['\n', '\r']).to_owned(),
+                )),
+                Err(e) => Err(cx.err(
+                    vspan,
+                    format!("cannot read secret file {}: {e}", p.display()),
+                )),
             }
         }
     }
@@ -480,7 +665,10 @@ fn relative_to_stack(stack: &Path, p: &str) -> PathBuf {
 fn interpolate(cx: &Cx<'_>, s: &str, span: Range<usize>) -> Result<Expr, Diagnostic> {
     // The span includes the quote; offset into the string body when it is a basic string.
     let body = span.start + 1;
-    let parts = split_template(s).map_err(|(m, r)| cx.err(body + r.start..body + r.end, m).hint("close it with `}`, or write `$${` for a literal `${`"))?;
+    let parts = split_template(s).map_err(|(m, r)| {
+        cx.err(body + r.start..body + r.end, m)
+            .hint("close it with `}`, or write `$${` for a literal `${`")
+    })?;
     let mut out: Vec<Part> = Vec::new();
     let mut single_ref = None;
     let n = parts.len();
@@ -544,10 +732,13 @@ fn interpolate(cx: &Cx<'_>, s: &str, span: Range<usize>) -> Result<Expr, Diagnos
         return Ok(Expr::Ref(r));
     }
     if out.iter().all(|p| matches!(p, Part::Text(_))) {
-        let s: String = out.into_iter().map(|p| match p {
-            Part::Text(t) => t,
-            Part::Ref(_) => unreachable!(),
-        }).collect();
+        let s: String = out
+            .into_iter()
+            .map(|p| match p {
+                Part::Text(t) => t,
+                Part::Ref(_) => unreachable!(),
+            })
+            .collect();
         return Ok(Expr::Lit(Value::String(s)));
     }
     Ok(Expr::Concat(out))
@@ -556,7 +747,12 @@ fn interpolate(cx: &Cx<'_>, s: &str, span: Range<usize>) -> Result<Expr, Diagnos
 /// Every reference and `depends_on` entry must name a declared resource and a real attribute.
 fn check_references(cx: &Cx<'_>, stack: &Stack) -> Result<(), Diagnostic> {
     let reg = registry();
-    let all: BTreeSet<&str> = stack.resources.keys().chain(stack.data.keys()).map(String::as_str).collect();
+    let all: BTreeSet<&str> = stack
+        .resources
+        .keys()
+        .chain(stack.data.keys())
+        .map(String::as_str)
+        .collect();
     for r in stack.resources.values().chain(stack.data.values()) {
         for (attr, e) in &r.attrs {
             let mut refs = Vec::new();
@@ -564,7 +760,13 @@ fn check_references(cx: &Cx<'_>, stack: &Stack) -> Result<(), Diagnostic> {
             let span = r.attr_spans[attr].clone();
             for rf in refs {
                 let Some(target) = stack.get(&rf.address) else {
-                    let d = cx.err(span.clone(), format!("`{}` refers to `{}`, which is not declared", r.address, rf.address));
+                    let d = cx.err(
+                        span.clone(),
+                        format!(
+                            "`{}` refers to `{}`, which is not declared",
+                            r.address, rf.address
+                        ),
+                    );
                     return Err(match suggest(&rf.address, all.iter().copied()) {
                         Some(s) => d.hint(format!("did you mean `{s}`?")),
                         None => d.hint("declare it in this stack, or fix the reference"),
@@ -581,23 +783,38 @@ fn check_references(cx: &Cx<'_>, stack: &Stack) -> Result<(), Diagnostic> {
                 .expect("kind validated");
                 if !schema.names().any(|n| n == rf.attr) {
                     let names: Vec<&str> = schema.names().collect();
-                    let d = cx.err(span.clone(), format!("`{}` has no attribute `{}`", rf.address, rf.attr));
+                    let d = cx.err(
+                        span.clone(),
+                        format!("`{}` has no attribute `{}`", rf.address, rf.attr),
+                    );
                     return Err(match suggest(&rf.attr, names.iter().copied()) {
                         Some(s) => d.hint(format!("did you mean `{}.{s}`?", rf.address)),
                         None => d.hint(format!("attributes: {}", names.join(", "))),
                     });
                 }
                 if r.address.starts_with("data.") && !target.address.starts_with("data.") {
-                    return Err(cx.err(span.clone(), format!("data source `{}` cannot depend on resource `{}`", r.address, rf.address)).hint("data sources are read at plan time, before any resource exists"));
+                    return Err(cx
+                        .err(
+                            span.clone(),
+                            format!(
+                                "data source `{}` cannot depend on resource `{}`",
+                                r.address, rf.address
+                            ),
+                        )
+                        .hint("data sources are read at plan time, before any resource exists"));
                 }
             }
         }
         for d in &r.depends_on {
             if !all.contains(d.as_str()) {
-                let diag = cx.err(r.attr_spans["depends_on"].clone(), format!("`{}` depends on `{d}`, which is not declared", r.address));
+                let diag = cx.err(
+                    r.attr_spans["depends_on"].clone(),
+                    format!("`{}` depends on `{d}`, which is not declared", r.address),
+                );
                 return Err(match suggest(d, all.iter().copied()) {
                     Some(s) => diag.hint(format!("did you mean `{s}`?")),
-                    None => diag.hint("depends_on takes resource addresses such as \"s3_bucket.uploads\""),
+                    None => diag
+                        .hint("depends_on takes resource addresses such as \"s3_bucket.uploads\""),
                 });
             }
         }
@@ -605,9 +822,16 @@ fn check_references(cx: &Cx<'_>, stack: &Stack) -> Result<(), Diagnostic> {
     Ok(())
 }
 
-fn migrations_decl(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>, tspan: Range<usize>, stack: &Stack) -> Result<MigrationsDecl, Diagnostic> {
+fn migrations_decl(
+    cx: &Cx<'_>,
+    v: &Spanned<DeValue<'_>>,
+    tspan: Range<usize>,
+    stack: &Stack,
+) -> Result<MigrationsDecl, Diagnostic> {
     let t = as_table(cx, v, "migrations")?;
-    const KEYS: &[&str] = &["dir", "database", "url", "snapshot", "reason", "verify", "command", "url_env"];
+    const KEYS: &[&str] = &[
+        "dir", "database", "url", "snapshot", "reason", "verify", "command", "url_env",
+    ];
     let mut dir = None;
     let mut database = None;
     let mut url = None;
@@ -625,10 +849,32 @@ fn migrations_decl(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>, tspan: Range<usize>, s
                 let d = d.trim_start_matches("${").trim_end_matches('}');
                 match stack.resources.get(d) {
                     Some(r) if r.kind == "rds_instance" => database = Some(d.to_owned()),
-                    Some(r) => return Err(cx.err(val.span(), format!("`database` must name an rds_instance, but `{d}` is a {}", r.kind))),
+                    Some(r) => {
+                        return Err(cx.err(
+                            val.span(),
+                            format!(
+                                "`database` must name an rds_instance, but `{d}` is a {}",
+                                r.kind
+                            ),
+                        ));
+                    }
                     None => {
-                        let rds: Vec<&str> = stack.resources.values().filter(|r| r.kind == "rds_instance").map(|r| r.address.as_str()).collect();
-                        return Err(cx.err(val.span(), format!("`database` names `{d}`, which is not declared")).hint(if rds.is_empty() { "declare an [rds_instance.NAME] and name it here".to_owned() } else { format!("declared instances: {}", rds.join(", ")) }));
+                        let rds: Vec<&str> = stack
+                            .resources
+                            .values()
+                            .filter(|r| r.kind == "rds_instance")
+                            .map(|r| r.address.as_str())
+                            .collect();
+                        return Err(cx
+                            .err(
+                                val.span(),
+                                format!("`database` names `{d}`, which is not declared"),
+                            )
+                            .hint(if rds.is_empty() {
+                                "declare an [rds_instance.NAME] and name it here".to_owned()
+                            } else {
+                                format!("declared instances: {}", rds.join(", "))
+                            }));
                     }
                 }
             }
@@ -637,7 +883,10 @@ fn migrations_decl(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>, tspan: Range<usize>, s
                 if let Some(p) = get(ut, "ssm") {
                     let e = interpolate(cx, as_str(cx, p, "ssm")?, p.span())?;
                     let Expr::Lit(Value::String(s)) = e else {
-                        return Err(cx.err(p.span(), "`url.ssm` may use ${var.*}, ${env} and ${stack.*} only"));
+                        return Err(cx.err(
+                            p.span(),
+                            "`url.ssm` may use ${var.*}, ${env} and ${stack.*} only",
+                        ));
                     };
                     url = Some(UrlSource::Ssm(s));
                 } else if let Some(p) = get(ut, "from_env") {
@@ -645,14 +894,22 @@ fn migrations_decl(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>, tspan: Range<usize>, s
                     let s = secret_source(cx, ut, val.span())?;
                     url = Some(UrlSource::Env(name.to_owned(), s));
                 } else {
-                    return Err(cx.err(val.span(), "`url` must be { ssm = \"/param/name\" } or { from_env = \"VAR\" }").hint("the URL is a secret: it is never written in the stack file"));
+                    return Err(cx
+                        .err(
+                            val.span(),
+                            "`url` must be { ssm = \"/param/name\" } or { from_env = \"VAR\" }",
+                        )
+                        .hint("the URL is a secret: it is never written in the stack file"));
                 }
             }
             "snapshot" => {
                 snapshot = as_str(cx, val, k)?.to_owned();
                 snapshot_span = val.span();
                 if !matches!(snapshot.as_str(), "before" | "off") {
-                    return Err(cx.err(val.span(), format!("`snapshot` must be \"before\" or \"off\", found \"{snapshot}\"")));
+                    return Err(cx.err(
+                        val.span(),
+                        format!("`snapshot` must be \"before\" or \"off\", found \"{snapshot}\""),
+                    ));
                 }
             }
             "reason" => reason = Some(as_str(cx, val, k)?.to_owned()),
@@ -660,7 +917,9 @@ fn migrations_decl(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>, tspan: Range<usize>, s
             "command" => {
                 let c: Vec<String> = str_list(cx, val, k)?.into_iter().map(|(s, _)| s).collect();
                 if c.is_empty() {
-                    return Err(cx.err(val.span(), "`command` is empty").hint("e.g. command = [\"alembic\", \"upgrade\", \"head\"]"));
+                    return Err(cx
+                        .err(val.span(), "`command` is empty")
+                        .hint("e.g. command = [\"alembic\", \"upgrade\", \"head\"]"));
                 }
                 command = Some(c);
             }
@@ -674,9 +933,18 @@ fn migrations_decl(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>, tspan: Range<usize>, s
         _ => SnapshotPolicy::Before,
     };
     Ok(MigrationsDecl {
-        dir: dir.ok_or_else(|| cx.err(tspan.clone(), "[migrations] has no `dir`").hint("add dir = \"migrations\""))?,
-        database: database.ok_or_else(|| cx.err(tspan.clone(), "[migrations] has no `database`").hint("add database = \"rds_instance.NAME\""))?,
-        url: url.ok_or_else(|| cx.err(tspan.clone(), "[migrations] has no `url`").hint("add url = { ssm = \"/app/${env}/DATABASE_URL\" }"))?,
+        dir: dir.ok_or_else(|| {
+            cx.err(tspan.clone(), "[migrations] has no `dir`")
+                .hint("add dir = \"migrations\"")
+        })?,
+        database: database.ok_or_else(|| {
+            cx.err(tspan.clone(), "[migrations] has no `database`")
+                .hint("add database = \"rds_instance.NAME\"")
+        })?,
+        url: url.ok_or_else(|| {
+            cx.err(tspan.clone(), "[migrations] has no `url`")
+                .hint("add url = { ssm = \"/app/${env}/DATABASE_URL\" }")
+        })?,
         snapshot,
         verify,
         command,
@@ -692,11 +960,15 @@ fn relative_to_stack_root(_stack: &Path, p: &str) -> PathBuf {
 
 /// Non-secret files whose content the plan depends on (the migrations), for the digest.
 pub(super) fn file_inputs(stack: &Stack) -> Vec<(String, Vec<u8>)> {
-    let Some(m) = &stack.migrations else { return Vec::new() };
+    let Some(m) = &stack.migrations else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     let mut stack_dirs = vec![m.dir.clone()];
     while let Some(d) = stack_dirs.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             let name = e.file_name().to_string_lossy().into_owned();

@@ -49,7 +49,10 @@ impl Backend for LocalBackend {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("cannot read state file {}", self.path.display())),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read state file {}", self.path.display()));
+            }
         };
         State::from_json(&text).map(Some).map_err(|e| {
             anyhow::anyhow!(
@@ -109,7 +112,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     {
@@ -140,8 +145,14 @@ mod tests {
         drop(g);
         b.lock("apply").unwrap();
         // No temp file left behind.
-        let names: Vec<_> = fs::read_dir(dir.path().join("s")).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert!(names.iter().all(|n| !n.to_string_lossy().contains("tmp")), "{names:?}");
+        let names: Vec<_> = fs::read_dir(dir.path().join("s"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.to_string_lossy().contains("tmp")),
+            "{names:?}"
+        );
     }
 
     #[test]

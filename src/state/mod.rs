@@ -133,9 +133,21 @@ mod tests {
 
     #[test]
     fn refuses_unknown_versions_and_garbage() {
-        assert!(State::from_json("{").unwrap_err().contains("not valid JSON"));
+        assert!(
+            State::from_json("{")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
         let v2 = r#"{"format_version": 99}"#;
-        assert!(State::from_json(v2).unwrap_err().contains("format_version 99"));
-        assert!(State::from_json("{}").unwrap_err().contains("not a Stackwright state"));
+        assert!(
+            State::from_json(v2)
+                .unwrap_err()
+                .contains("format_version 99")
+        );
+        assert!(
+            State::from_json("{}")
+                .unwrap_err()
+                .contains("not a Stackwright state")
+        );
     }
 }

@@ -57,12 +57,19 @@ fn run_secret(env: &TestEnv, args: &[&str], secret: &str) -> Run {
 
 async fn bucket_names(env: &TestEnv) -> Vec<String> {
     let out = env.s3().await.list_buckets().send().await.unwrap();
-    out.buckets().iter().filter_map(|b| b.name().map(str::to_owned)).collect()
+    out.buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_owned))
+        .collect()
 }
 
 async fn param_names(env: &TestEnv) -> Vec<String> {
     let out = env.ssm().await.describe_parameters().send().await.unwrap();
-    let mut v: Vec<String> = out.parameters().iter().filter_map(|p| p.name().map(str::to_owned)).collect();
+    let mut v: Vec<String> = out
+        .parameters()
+        .iter()
+        .filter_map(|p| p.name().map(str::to_owned))
+        .collect();
     v.sort();
     v
 }
@@ -72,49 +79,137 @@ async fn param_names(env: &TestEnv) -> Vec<String> {
 async fn plan_apply_then_no_changes() {
     let env = TestEnv::new();
     setup(&env);
-    let plan = run_secret(&env, &["plan", "stacks/webapp.toml", "--env", "dev", "--detailed-exitcode"], CANARY);
+    let plan = run_secret(
+        &env,
+        &[
+            "plan",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--detailed-exitcode",
+        ],
+        CANARY,
+    );
     plan.assert_code(2);
-    for addr in ["s3_bucket.uploads", "ssm_parameter.log_level", "ssm_parameter.secret_key", "ssm_parameter.uploads_bucket"] {
+    for addr in [
+        "s3_bucket.uploads",
+        "ssm_parameter.log_level",
+        "ssm_parameter.secret_key",
+        "ssm_parameter.uploads_bucket",
+    ] {
         plan.assert_stdout_contains(&format!("# {addr} will be created"));
     }
     plan.assert_stdout_contains("Plan: 4 to add, 0 to change, 0 to replace, 0 to destroy.");
     plan.assert_stdout_contains("(known after apply)");
     assert!(!env.exists("state"), "plan must not write state");
 
-    run_secret(&env, &["apply", "stacks/webapp.toml", "--env", "dev", "--auto-approve"], CANARY)
-        .assert_success()
-        .assert_stdout_contains("Apply complete! Resources: 4 added, 0 changed, 0 replaced, 0 destroyed.");
+    run_secret(
+        &env,
+        &[
+            "apply",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
+        CANARY,
+    )
+    .assert_success()
+    .assert_stdout_contains(
+        "Apply complete! Resources: 4 added, 0 changed, 0 replaced, 0 destroyed.",
+    );
 
     // Read back independently.
     let s3 = env.s3().await;
     assert_eq!(bucket_names(&env).await, ["webapp-dev-uploads"]);
-    let v = s3.get_bucket_versioning().bucket("webapp-dev-uploads").send().await.unwrap();
+    let v = s3
+        .get_bucket_versioning()
+        .bucket("webapp-dev-uploads")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(v.status().map(|s| s.as_str()), Some("Enabled"));
-    let tags = s3.get_bucket_tagging().bucket("webapp-dev-uploads").send().await.unwrap();
+    let tags = s3
+        .get_bucket_tagging()
+        .bucket("webapp-dev-uploads")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(tags.tag_set().len(), 2);
-    let lc = s3.get_bucket_lifecycle_configuration().bucket("webapp-dev-uploads").send().await.unwrap();
+    let lc = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket("webapp-dev-uploads")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(lc.rules()[0].id(), Some("expire-noncurrent"));
     let ssm = env.ssm().await;
-    let p = ssm.get_parameter().name("/webapp/dev/S3_BUCKET").send().await.unwrap();
+    let p = ssm
+        .get_parameter()
+        .name("/webapp/dev/S3_BUCKET")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(p.parameter().unwrap().value(), Some("webapp-dev-uploads"));
-    let p = ssm.get_parameter().name("/webapp/dev/LOG_LEVEL").send().await.unwrap();
+    let p = ssm
+        .get_parameter()
+        .name("/webapp/dev/LOG_LEVEL")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(p.parameter().unwrap().value(), Some("INFO"));
-    let p = ssm.get_parameter().name("/webapp/dev/SECRET_KEY").with_decryption(true).send().await.unwrap();
+    let p = ssm
+        .get_parameter()
+        .name("/webapp/dev/SECRET_KEY")
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(p.parameter().unwrap().value(), Some(CANARY));
-    assert_eq!(p.parameter().unwrap().r#type().map(|t| t.as_str()), Some("SecureString"));
+    assert_eq!(
+        p.parameter().unwrap().r#type().map(|t| t.as_str()),
+        Some("SecureString")
+    );
 
     // State: where the brief says, deterministic, complete.
     let state = env.read("state/webapp/dev.json");
     let json: serde_json::Value = serde_json::from_str(&state).unwrap();
     assert_eq!(json["format_version"], 1);
     assert_eq!(json["serial"], 4, "one atomic write per completed action");
-    assert_eq!(json["resources"]["ssm_parameter.uploads_bucket"]["depends_on"][0], "s3_bucket.uploads");
-    assert_eq!(json["resources"]["ssm_parameter.secret_key"]["sensitive_attributes"][0], "value");
+    assert_eq!(
+        json["resources"]["ssm_parameter.uploads_bucket"]["depends_on"][0],
+        "s3_bucket.uploads"
+    );
+    assert_eq!(
+        json["resources"]["ssm_parameter.secret_key"]["sensitive_attributes"][0],
+        "value"
+    );
 
-    let again = run_secret(&env, &["plan", "stacks/webapp.toml", "--env", "dev", "--detailed-exitcode"], CANARY);
+    let again = run_secret(
+        &env,
+        &[
+            "plan",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--detailed-exitcode",
+        ],
+        CANARY,
+    );
     again.assert_code(0).assert_stdout_contains("No changes.");
     // A no-op apply leaves the state byte-identical.
-    run_secret(&env, &["apply", "stacks/webapp.toml", "--env", "dev", "--auto-approve"], CANARY).assert_success();
+    run_secret(
+        &env,
+        &[
+            "apply",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
+        CANARY,
+    )
+    .assert_success();
     assert_eq!(env.read("state/webapp/dev.json"), state);
 }
 
@@ -124,7 +219,18 @@ async fn plan_apply_then_no_changes() {
 async fn drift_and_sensitive_change() {
     let env = TestEnv::new();
     setup(&env);
-    run_secret(&env, &["apply", "stacks/webapp.toml", "--env", "dev", "--auto-approve"], CANARY).assert_success();
+    run_secret(
+        &env,
+        &[
+            "apply",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
+        CANARY,
+    )
+    .assert_success();
 
     let s3 = env.s3().await;
     s3.put_bucket_versioning()
@@ -138,7 +244,17 @@ async fn drift_and_sensitive_change() {
         .await
         .unwrap();
 
-    let plan = run_secret(&env, &["plan", "stacks/webapp.toml", "--env", "dev", "--detailed-exitcode"], "a-new-secret");
+    let plan = run_secret(
+        &env,
+        &[
+            "plan",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--detailed-exitcode",
+        ],
+        "a-new-secret",
+    );
     plan.assert_code(2)
         .assert_stdout_contains("Changed outside Stackwright:")
         .assert_stdout_contains("versioning = true -> false")
@@ -148,12 +264,47 @@ async fn drift_and_sensitive_change() {
         .assert_stdout_contains("Plan: 0 to add, 2 to change, 0 to replace, 0 to destroy.");
     assert!(!plan.stdout().contains("a-new-secret") && !plan.stdout().contains(CANARY));
 
-    run_secret(&env, &["apply", "stacks/webapp.toml", "--env", "dev", "--auto-approve"], "a-new-secret").assert_success();
-    let v = s3.get_bucket_versioning().bucket("webapp-dev-uploads").send().await.unwrap();
+    run_secret(
+        &env,
+        &[
+            "apply",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
+        "a-new-secret",
+    )
+    .assert_success();
+    let v = s3
+        .get_bucket_versioning()
+        .bucket("webapp-dev-uploads")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(v.status().map(|s| s.as_str()), Some("Enabled"));
-    let p = env.ssm().await.get_parameter().name("/webapp/dev/SECRET_KEY").with_decryption(true).send().await.unwrap();
+    let p = env
+        .ssm()
+        .await
+        .get_parameter()
+        .name("/webapp/dev/SECRET_KEY")
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(p.parameter().unwrap().value(), Some("a-new-secret"));
-    run_secret(&env, &["plan", "stacks/webapp.toml", "--env", "dev", "--detailed-exitcode"], "a-new-secret").assert_code(0);
+    run_secret(
+        &env,
+        &[
+            "plan",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--detailed-exitcode",
+        ],
+        "a-new-secret",
+    )
+    .assert_code(0);
 }
 
 /// A name change is a replacement that says which attribute forces it.
@@ -161,17 +312,50 @@ async fn drift_and_sensitive_change() {
 async fn name_change_replaces() {
     let env = TestEnv::new();
     setup(&env);
-    run_secret(&env, &["apply", "stacks/webapp.toml", "--env", "dev", "--auto-approve"], CANARY).assert_success();
-    env.write("stacks/webapp.toml", STACK.replace("/LOG_LEVEL\"", "/LOGLEVEL\""));
-    let plan = run_secret(&env, &["plan", "stacks/webapp.toml", "--env", "dev"], CANARY);
+    run_secret(
+        &env,
+        &[
+            "apply",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
+        CANARY,
+    )
+    .assert_success();
+    env.write(
+        "stacks/webapp.toml",
+        STACK.replace("/LOG_LEVEL\"", "/LOGLEVEL\""),
+    );
+    let plan = run_secret(
+        &env,
+        &["plan", "stacks/webapp.toml", "--env", "dev"],
+        CANARY,
+    );
     plan.assert_success()
         .assert_stdout_contains("# ssm_parameter.log_level must be replaced (because name changed)")
         .assert_stdout_contains("-/+ ssm_parameter \"log_level\"")
         .assert_stdout_contains("# forces replacement")
         .assert_stdout_contains("Plan: 0 to add, 0 to change, 1 to replace, 0 to destroy.");
-    run_secret(&env, &["apply", "stacks/webapp.toml", "--env", "dev", "--auto-approve"], CANARY).assert_success();
+    run_secret(
+        &env,
+        &[
+            "apply",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
+        CANARY,
+    )
+    .assert_success();
     let names = param_names(&env).await;
-    assert!(names.contains(&"/webapp/dev/LOGLEVEL".to_owned()) && !names.contains(&"/webapp/dev/LOG_LEVEL".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"/webapp/dev/LOGLEVEL".to_owned())
+            && !names.contains(&"/webapp/dev/LOG_LEVEL".to_owned()),
+        "{names:?}"
+    );
 }
 
 /// 3. A saved plan is refused once the state moved on; a first plan cannot be applied twice.
@@ -179,7 +363,19 @@ async fn name_change_replaces() {
 async fn stale_plans_are_refused() {
     let env = TestEnv::new();
     setup(&env);
-    run_secret(&env, &["plan", "stacks/webapp.toml", "--env", "dev", "--out", "first.plan"], CANARY).assert_success();
+    run_secret(
+        &env,
+        &[
+            "plan",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--out",
+            "first.plan",
+        ],
+        CANARY,
+    )
+    .assert_success();
     let first = env.read("first.plan");
     assert!(first.contains("\"no_state_yet\""), "{first}");
     run_secret(&env, &["apply", "first.plan"], CANARY)
@@ -191,26 +387,77 @@ async fn stale_plans_are_refused() {
         .assert_stderr_contains("plan is stale");
 
     // A plan, then another apply changes the state, then the old plan: stale.
-    env.write("stacks/webapp.toml", STACK.replace("log_level = \"INFO\"", "log_level = \"DEBUG\""));
-    run_secret(&env, &["plan", "stacks/webapp.toml", "--env", "dev", "--out", "second.plan"], CANARY).assert_success();
-    run_secret(&env, &["apply", "stacks/webapp.toml", "--env", "dev", "--auto-approve"], CANARY).assert_success();
+    env.write(
+        "stacks/webapp.toml",
+        STACK.replace("log_level = \"INFO\"", "log_level = \"DEBUG\""),
+    );
+    run_secret(
+        &env,
+        &[
+            "plan",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--out",
+            "second.plan",
+        ],
+        CANARY,
+    )
+    .assert_success();
+    run_secret(
+        &env,
+        &[
+            "apply",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
+        CANARY,
+    )
+    .assert_success();
     let serial_before = env.read("state/webapp/dev.json");
     run_secret(&env, &["apply", "second.plan"], CANARY)
         .assert_failure()
-        .assert_stderr_contains("plan is stale: state state/webapp/dev.json moved from serial 4 to 5");
+        .assert_stderr_contains(
+            "plan is stale: state state/webapp/dev.json moved from serial 4 to 5",
+        );
     assert_eq!(env.read("state/webapp/dev.json"), serial_before);
 
     // A secret that differs from the one planned is refused.
-    env.write("stacks/webapp.toml", STACK.replace("log_level = \"INFO\"", "log_level = \"ERROR\""));
-    run_secret(&env, &["plan", "stacks/webapp.toml", "--env", "dev", "--out", "third.plan"], "planned-secret").assert_success();
+    env.write(
+        "stacks/webapp.toml",
+        STACK.replace("log_level = \"INFO\"", "log_level = \"ERROR\""),
+    );
+    run_secret(
+        &env,
+        &[
+            "plan",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--out",
+            "third.plan",
+        ],
+        "planned-secret",
+    )
+    .assert_success();
     run_secret(&env, &["apply", "third.plan"], "other-secret")
         .assert_failure()
         .assert_stderr_contains("differs from the one the plan was made with");
     run_secret(&env, &["apply", "third.plan"], "planned-secret").assert_success();
-    let p = env.ssm().await.get_parameter().name("/webapp/dev/LOG_LEVEL").send().await.unwrap();
+    let p = env
+        .ssm()
+        .await
+        .get_parameter()
+        .name("/webapp/dev/LOG_LEVEL")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(p.parameter().unwrap().value(), Some("ERROR"));
     // show renders the saved plan.
-    env.ok(["show", "third.plan"]).assert_stdout_contains("ssm_parameter.log_level");
+    env.ok(["show", "third.plan"])
+        .assert_stdout_contains("ssm_parameter.log_level");
 }
 
 /// 4. Each kind of bad input: exit 1, a message with its location, no AWS write, no file.
@@ -218,21 +465,83 @@ async fn stale_plans_are_refused() {
 async fn bad_input_is_refused_with_a_location() {
     let env = TestEnv::new();
     let cases: Vec<(&str, String, Vec<&str>, &str)> = vec![
-        ("unknown key", STACK.replace("versioning = true", "versionning = true"), vec![], "bad.toml:14:1: unknown key `versionning`"),
-        ("did you mean", STACK.replace("versioning = true", "versionning = true"), vec![], "did you mean `versioning`?"),
-        ("wrong type", STACK.replace("versioning = true", "versioning = \"yes\""), vec![], "bad.toml:14:14: `versioning` of `s3_bucket.uploads` must be a boolean"),
-        ("missing required", STACK.replace("name = \"/${stack.name}/${env}/LOG_LEVEL\"\n", ""), vec![], "`ssm_parameter.log_level` is missing required attribute `name`"),
-        ("unknown reference", STACK.replace("${s3_bucket.uploads.name}", "${s3_bucket.upload.name}"), vec![], "refers to `s3_bucket.upload`, which is not declared"),
-        ("unknown attribute", STACK.replace("${s3_bucket.uploads.name}", "${s3_bucket.uploads.nmae}"), vec![], "`s3_bucket.uploads` has no attribute `nmae`"),
-        ("unknown env", STACK.to_owned(), vec!["--env", "qa"], "unknown environment `qa`"),
-        ("missing env", STACK.to_owned(), vec![], "choose one with --env"),
-        ("unset from_env", STACK.replace("WEBAPP_SECRET_KEY", "NOT_SET_ANYWHERE"), vec![], "environment variable `NOT_SET_ANYWHERE` is not set"),
-        ("unknown kind", format!("{STACK}\n[s3_bukket.x]\nname = \"x\"\n"), vec![], "unknown resource kind `s3_bukket`"),
-        ("invalid toml", format!("{STACK}\n[oops\n"), vec![], "invalid TOML"),
+        (
+            "unknown key",
+            STACK.replace("versioning = true", "versionning = true"),
+            vec![],
+            "bad.toml:14:1: unknown key `versionning`",
+        ),
+        (
+            "did you mean",
+            STACK.replace("versioning = true", "versionning = true"),
+            vec![],
+            "did you mean `versioning`?",
+        ),
+        (
+            "wrong type",
+            STACK.replace("versioning = true", "versioning = \"yes\""),
+            vec![],
+            "bad.toml:14:14: `versioning` of `s3_bucket.uploads` must be a boolean",
+        ),
+        (
+            "missing required",
+            STACK.replace("name = \"/${stack.name}/${env}/LOG_LEVEL\"\n", ""),
+            vec![],
+            "`ssm_parameter.log_level` is missing required attribute `name`",
+        ),
+        (
+            "unknown reference",
+            STACK.replace("${s3_bucket.uploads.name}", "${s3_bucket.upload.name}"),
+            vec![],
+            "refers to `s3_bucket.upload`, which is not declared",
+        ),
+        (
+            "unknown attribute",
+            STACK.replace("${s3_bucket.uploads.name}", "${s3_bucket.uploads.nmae}"),
+            vec![],
+            "`s3_bucket.uploads` has no attribute `nmae`",
+        ),
+        (
+            "unknown env",
+            STACK.to_owned(),
+            vec!["--env", "qa"],
+            "unknown environment `qa`",
+        ),
+        (
+            "missing env",
+            STACK.to_owned(),
+            vec![],
+            "choose one with --env",
+        ),
+        (
+            "unset from_env",
+            STACK.replace("WEBAPP_SECRET_KEY", "NOT_SET_ANYWHERE"),
+            vec![],
+            "environment variable `NOT_SET_ANYWHERE` is not set",
+        ),
+        (
+            "unknown kind",
+            format!("{STACK}\n[s3_bukket.x]\nname = \"x\"\n"),
+            vec![],
+            "unknown resource kind `s3_bukket`",
+        ),
+        (
+            "invalid toml",
+            format!("{STACK}\n[oops\n"),
+            vec![],
+            "invalid TOML",
+        ),
         (
             "cycle",
-            STACK.replace("value = \"${var.log_level}\"", "value = \"${ssm_parameter.uploads_bucket.value}\"")
-                .replace("value = \"${s3_bucket.uploads.name}\"", "value = \"${ssm_parameter.log_level.value}\""),
+            STACK
+                .replace(
+                    "value = \"${var.log_level}\"",
+                    "value = \"${ssm_parameter.uploads_bucket.value}\"",
+                )
+                .replace(
+                    "value = \"${s3_bucket.uploads.name}\"",
+                    "value = \"${ssm_parameter.log_level.value}\"",
+                ),
             vec![],
             "dependency cycle: ssm_parameter.log_level -> ssm_parameter.uploads_bucket -> ssm_parameter.log_level",
         ),
@@ -254,8 +563,15 @@ async fn bad_input_is_refused_with_a_location() {
             }
             let run = run_secret(&env, &args, CANARY);
             assert_eq!(run.code(), Some(1), "{what} ({cmd}): {run}");
-            assert!(run.stderr().contains(needle), "{what} ({cmd}): expected `{needle}` in\n{run}");
-            assert_eq!(env.list_files_recursive(), before, "{what} ({cmd}) wrote a file");
+            assert!(
+                run.stderr().contains(needle),
+                "{what} ({cmd}): expected `{needle}` in\n{run}"
+            );
+            assert_eq!(
+                env.list_files_recursive(),
+                before,
+                "{what} ({cmd}) wrote a file"
+            );
         }
     }
     assert!(bucket_names(&env).await.is_empty());
@@ -269,13 +585,26 @@ async fn secrets_reach_no_file_and_no_output() {
     setup(&env);
     let mut outputs = String::new();
     for args in [
-        vec!["plan", "stacks/webapp.toml", "--env", "dev", "--out", "dev.plan"],
+        vec![
+            "plan",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--out",
+            "dev.plan",
+        ],
         vec!["plan", "stacks/webapp.toml", "--env", "dev", "--json"],
         vec!["show", "dev.plan", "--json"],
         vec!["apply", "dev.plan", "--json"],
         vec!["plan", "stacks/webapp.toml", "--env", "dev", "--markdown"],
         vec!["-vv", "plan", "stacks/webapp.toml", "--env", "dev"],
-        vec!["destroy", "stacks/webapp.toml", "--env", "dev", "--auto-approve"],
+        vec![
+            "destroy",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
     ] {
         let run = run_secret(&env, &args, CANARY);
         run.assert_success();
@@ -289,7 +618,10 @@ async fn secrets_reach_no_file_and_no_output() {
             continue;
         }
         let text = std::fs::read(env.path(&f)).unwrap();
-        assert!(!String::from_utf8_lossy(&text).contains(CANARY), "secret leaked into {f}");
+        assert!(
+            !String::from_utf8_lossy(&text).contains(CANARY),
+            "secret leaked into {f}"
+        );
     }
     assert!(env.exists("dev.plan") && env.exists("state/webapp/dev.json"));
 }
@@ -304,28 +636,83 @@ async fn destroy_order_and_prevent_destroy() {
         "tags = { app = \"webapp\", env = \"${env}\" }\nlifecycle = { prevent_destroy = true }\n",
     );
     env.write("stacks/webapp.toml", &protected);
-    run_secret(&env, &["apply", "stacks/webapp.toml", "--env", "dev", "--auto-approve"], CANARY).assert_success();
+    run_secret(
+        &env,
+        &[
+            "apply",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
+        CANARY,
+    )
+    .assert_success();
     let state = env.read("state/webapp/dev.json");
     assert!(state.contains("\"prevent_destroy\": true"));
 
     // The block is gone from the file, but state remembers it.
     env.write("stacks/webapp.toml", STACK);
-    let run = run_secret(&env, &["destroy", "stacks/webapp.toml", "--env", "dev", "--auto-approve"], CANARY);
-    run.assert_failure().assert_stderr_contains("refusing to destroy `s3_bucket.uploads`").assert_stderr_contains("prevent_destroy");
+    let run = run_secret(
+        &env,
+        &[
+            "destroy",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
+        CANARY,
+    );
+    run.assert_failure()
+        .assert_stderr_contains("refusing to destroy `s3_bucket.uploads`")
+        .assert_stderr_contains("prevent_destroy");
     assert_eq!(bucket_names(&env).await, ["webapp-dev-uploads"]);
     assert_eq!(param_names(&env).await.len(), 3);
 
     // Explicitly lifting it is a state-only change; then destroy goes through.
-    env.write("stacks/webapp.toml", protected.replace("prevent_destroy = true", "prevent_destroy = false"));
-    run_secret(&env, &["apply", "stacks/webapp.toml", "--env", "dev", "--auto-approve"], CANARY)
-        .assert_success()
-        .assert_stdout_contains("1 changed");
-    let run = run_secret(&env, &["destroy", "stacks/webapp.toml", "--env", "dev", "--auto-approve", "--concurrency", "1"], CANARY);
+    env.write(
+        "stacks/webapp.toml",
+        protected.replace("prevent_destroy = true", "prevent_destroy = false"),
+    );
+    run_secret(
+        &env,
+        &[
+            "apply",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
+        CANARY,
+    )
+    .assert_success()
+    .assert_stdout_contains("1 changed");
+    let run = run_secret(
+        &env,
+        &[
+            "destroy",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+            "--concurrency",
+            "1",
+        ],
+        CANARY,
+    );
     run.assert_success().assert_stdout_contains("4 destroyed");
     let out = run.stdout();
-    let param = out.find("ssm_parameter.uploads_bucket: Destruction complete").expect("param destroyed");
-    let bucket = out.find("s3_bucket.uploads: Destroying").expect("bucket destroyed");
-    assert!(param < bucket, "a dependant must be destroyed before what it depends on:\n{out}");
+    let param = out
+        .find("ssm_parameter.uploads_bucket: Destruction complete")
+        .expect("param destroyed");
+    let bucket = out
+        .find("s3_bucket.uploads: Destroying")
+        .expect("bucket destroyed");
+    assert!(
+        param < bucket,
+        "a dependant must be destroyed before what it depends on:\n{out}"
+    );
     assert!(bucket_names(&env).await.is_empty());
     assert!(param_names(&env).await.is_empty());
     let json: serde_json::Value = serde_json::from_str(&env.read("state/webapp/dev.json")).unwrap();
@@ -336,11 +723,21 @@ async fn destroy_order_and_prevent_destroy() {
 #[tokio::test]
 async fn non_empty_bucket_needs_force_destroy() {
     let env = TestEnv::new();
-    env.write("s.toml", "[stack]\nname = \"b\"\n[s3_bucket.data]\nname = \"b-data\"\nversioning = true\n");
+    env.write(
+        "s.toml",
+        "[stack]\nname = \"b\"\n[s3_bucket.data]\nname = \"b-data\"\nversioning = true\n",
+    );
     env.ok(["apply", "s.toml", "--auto-approve"]);
     let s3 = env.s3().await;
-    s3.put_object().bucket("b-data").key("k").body(b"x".to_vec().into()).send().await.unwrap();
-    env.fail(["destroy", "s.toml", "--auto-approve"]).assert_stderr_contains("BucketNotEmpty");
+    s3.put_object()
+        .bucket("b-data")
+        .key("k")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    env.fail(["destroy", "s.toml", "--auto-approve"])
+        .assert_stderr_contains("BucketNotEmpty");
     assert_eq!(bucket_names(&env).await, ["b-data"]);
     env.write("s.toml", "[stack]\nname = \"b\"\n[s3_bucket.data]\nname = \"b-data\"\nversioning = true\nforce_destroy = true\n");
     env.ok(["apply", "s.toml", "--auto-approve"]);
@@ -353,24 +750,91 @@ async fn non_empty_bucket_needs_force_destroy() {
 async fn ci_contract() {
     let env = TestEnv::new();
     setup(&env);
-    run_secret(&env, &["apply", "stacks/webapp.toml", "--env", "dev"], CANARY)
-        .assert_failure()
-        .assert_stderr_contains("stdin is not a terminal");
+    run_secret(
+        &env,
+        &["apply", "stacks/webapp.toml", "--env", "dev"],
+        CANARY,
+    )
+    .assert_failure()
+    .assert_stderr_contains("stdin is not a terminal");
     assert!(bucket_names(&env).await.is_empty());
 
-    let run = run_secret(&env, &["plan", "stacks/webapp.toml", "--env", "dev", "--json", "--target", "ssm_parameter.uploads_bucket"], CANARY);
+    let run = run_secret(
+        &env,
+        &[
+            "plan",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--json",
+            "--target",
+            "ssm_parameter.uploads_bucket",
+        ],
+        CANARY,
+    );
     run.assert_success();
     let plan = run.stdout_json();
-    let mut creates: Vec<&str> = plan["changes"].as_array().unwrap().iter().filter(|c| c["action"] == "create").map(|c| c["address"].as_str().unwrap()).collect();
+    let mut creates: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "create")
+        .map(|c| c["address"].as_str().unwrap())
+        .collect();
     creates.sort();
-    assert_eq!(creates, ["s3_bucket.uploads", "ssm_parameter.uploads_bucket"]);
+    assert_eq!(
+        creates,
+        ["s3_bucket.uploads", "ssm_parameter.uploads_bucket"]
+    );
     assert_eq!(plan["summary"]["add"], 2);
 
-    run_secret(&env, &["apply", "stacks/webapp.toml", "--env", "dev", "--auto-approve"], CANARY).assert_success();
+    run_secret(
+        &env,
+        &[
+            "apply",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
+        CANARY,
+    )
+    .assert_success();
     // Without refresh, state is trusted: out-of-band drift is not seen.
-    env.ssm().await.put_parameter().name("/webapp/dev/LOG_LEVEL").value("DEBUG").overwrite(true).send().await.unwrap();
-    run_secret(&env, &["plan", "stacks/webapp.toml", "--env", "dev", "--detailed-exitcode", "--refresh=false"], CANARY).assert_code(0);
-    run_secret(&env, &["plan", "stacks/webapp.toml", "--env", "dev", "--detailed-exitcode"], CANARY).assert_code(2);
+    env.ssm()
+        .await
+        .put_parameter()
+        .name("/webapp/dev/LOG_LEVEL")
+        .value("DEBUG")
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    run_secret(
+        &env,
+        &[
+            "plan",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--detailed-exitcode",
+            "--refresh=false",
+        ],
+        CANARY,
+    )
+    .assert_code(0);
+    run_secret(
+        &env,
+        &[
+            "plan",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--detailed-exitcode",
+        ],
+        CANARY,
+    )
+    .assert_code(2);
 }
 
 /// The examples/ stacks and the demo stack all validate.

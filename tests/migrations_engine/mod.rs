@@ -51,6 +51,7 @@ fn url(pg: &Postgres) -> SecretString {
 
 fn opts(events: &Recorder) -> RunOptions<'_> {
     RunOptions {
+        before_first: None,
         snapshot_id: Some("snap-before-migrate".into()),
         applied_by: "tester@ci".into(),
         allow_unsafe: false,
@@ -1183,6 +1184,15 @@ async fn command_mode_reports_a_missing_program() {
         matches!(err, MigrationError::CommandSpawn { .. })
             && err.to_string().contains("definitely-not-a-migration-tool"),
         "{err}"
+    );
+    let empty = command_set(tmp.path(), &[]);
+    let err = migrations::run_command(&empty, &url(&pg), "digest", &opts(&events))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MigrationError::Invalid(_)), "{err}");
+    assert!(
+        runs(&pg).await.is_empty(),
+        "a tool that never ran is not recorded"
     );
 }
 
