@@ -278,10 +278,11 @@ fn build_stackwright(root: &Path) -> Result<PathBuf> {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        if msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "stackwright" {
-            if let Some(p) = msg["executable"].as_str() {
-                exe = Some(PathBuf::from(p));
-            }
+        if msg["reason"] == "compiler-artifact"
+            && msg["target"]["name"] == "stackwright"
+            && let Some(p) = msg["executable"].as_str()
+        {
+            exe = Some(PathBuf::from(p));
         }
     }
     let exe =

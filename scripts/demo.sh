@@ -11,8 +11,9 @@ if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
 fi
 
 bash scripts/setup.sh
-cargo build --quiet --release
-BIN="$ROOT/target/release/stackwright"
+# The dev profile shares its build with the test suite (dependencies are optimised, see Cargo.toml).
+cargo build --quiet
+BIN="$ROOT/target/debug/stackwright"
 
 DEMO="$ROOT/.demo"
 rm -rf "$DEMO" "state/webapp/dev.json"

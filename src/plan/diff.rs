@@ -596,3 +596,88 @@ fn lookup_planned(data: &BTreeMap<String, Attrs>, planned: &PlannedMap, rf: &Ref
         None => Desired::Unknown,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::stack::Expr;
+
+    fn ssm_resource(value: Expr, ty: &str) -> Resource {
+        let mut attrs = BTreeMap::new();
+        attrs.insert("name".to_owned(), Expr::Lit(json!("/a/b")));
+        attrs.insert("type".to_owned(), Expr::Lit(json!(ty)));
+        attrs.insert("value".to_owned(), value);
+        Resource {
+            address: "ssm_parameter.p".into(),
+            kind: "ssm_parameter".into(),
+            name: "p".into(),
+            attrs,
+            depends_on: vec![],
+            prevent_destroy: false,
+            span: 0..0,
+            attr_spans: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn desired_fills_defaults_and_makes_secure_strings_secret() {
+        let p = registry().provider("ssm_parameter").unwrap();
+        let r = ssm_resource(Expr::Lit(json!("plain")), "SecureString");
+        let d = desired_attrs(&r, p, &|_| Desired::Unknown);
+        assert_eq!(d["value"], Desired::Secret(SecretString::new("plain")));
+        // A schema default is filled in, so it is compared like any other attribute.
+        assert_eq!(d["tier"], Desired::Known(json!("Standard")));
+        let input = resolve(&d).unwrap();
+        assert!(!input.attrs.contains_key("value"));
+        assert_eq!(input.plain_or_secret("value"), Some("plain"));
+
+        let r = ssm_resource(
+            Expr::Ref(Ref {
+                address: "s3_bucket.b".into(),
+                attr: "arn".into(),
+            }),
+            "String",
+        );
+        let d = desired_attrs(&r, p, &|_| Desired::Unknown);
+        assert_eq!(d["value"], Desired::Unknown);
+        assert_eq!(resolve(&d).unwrap_err(), "value");
+    }
+
+    #[test]
+    fn storable_drops_secrets_and_keeps_local_attributes() {
+        let p = registry().provider("s3_bucket").unwrap();
+        let mut desired = BTreeMap::new();
+        desired.insert("name".to_owned(), Desired::Known(json!("b")));
+        desired.insert("force_destroy".to_owned(), Desired::Known(json!(true)));
+        let live = Live {
+            id: "b".into(),
+            attrs: [("name".to_owned(), json!("b"))].into_iter().collect(),
+        };
+        let (attrs, sensitive) = storable(p, &live, &desired);
+        assert_eq!(attrs["force_destroy"], json!(true));
+        assert!(sensitive.is_empty());
+
+        let p = registry().provider("ssm_parameter").unwrap();
+        let mut desired = BTreeMap::new();
+        desired.insert(
+            "value".to_owned(),
+            Desired::Secret(SecretString::new("s3cr3t")),
+        );
+        let live = Live {
+            id: "/a".into(),
+            attrs: [
+                ("value".to_owned(), json!("s3cr3t")),
+                ("name".to_owned(), json!("/a")),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let (attrs, sensitive) = storable(p, &live, &desired);
+        assert!(!attrs.contains_key("value"));
+        assert_eq!(sensitive, ["value"]);
+    }
+}

@@ -161,3 +161,163 @@ fn digest(stack: &Stack, extra: &[(String, Vec<u8>)]) -> String {
     }
     hex::encode(h.finalize())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str, env: Option<&str>, vars: &[(&str, &str)]) -> Result<Stack, Diagnostic> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, text).unwrap();
+        let opts = LoadOptions {
+            env: env.map(str::to_owned),
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        load(&p, &opts)
+    }
+
+    const BASE: &str = r#"
+[stack]
+name = "w"
+environments = ["dev", "prod"]
+[vars]
+level = "INFO"
+size = 20
+[env.prod.vars]
+level = "WARN"
+[s3_bucket.b]
+name = "w-${env}-b"
+[ssm_parameter.p]
+name = "/w/${env}/${var.level}"
+value = "${s3_bucket.b.arn}"
+depends_on = ["s3_bucket.b"]
+"#;
+
+    #[test]
+    fn env_vars_overlay_and_references_become_edges() {
+        let s = load_str(BASE, Some("prod"), &[]).unwrap();
+        assert_eq!(s.vars["level"], "WARN");
+        let p = &s.resources["ssm_parameter.p"];
+        assert_eq!(p.attrs["name"], Expr::Lit("/w/prod/WARN".into()));
+        assert_eq!(
+            p.attrs["value"],
+            Expr::Ref(Ref {
+                address: "s3_bucket.b".into(),
+                attr: "arn".into()
+            })
+        );
+        assert_eq!(p.dependencies(), ["s3_bucket.b"]);
+        let cli = load_str(BASE, Some("dev"), &[("level", "DEBUG")]).unwrap();
+        assert_eq!(
+            cli.resources["ssm_parameter.p"].attrs["name"],
+            Expr::Lit("/w/dev/DEBUG".into())
+        );
+        assert_ne!(s.digest, cli.digest);
+    }
+
+    #[test]
+    fn whole_string_variables_keep_their_type() {
+        let text = BASE.replace("[s3_bucket.b]\n", "[rds_instance.d]\nidentifier = \"d\"\nengine = \"postgres\"\ninstance_class = \"x\"\nallocated_storage = \"${var.size}\"\nmaster_username = \"u\"\nmaster_password = { from_file = \"pw\" }\n[s3_bucket.b]\n");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "hunter2\n").unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, text).unwrap();
+        let s = load(
+            &p,
+            &LoadOptions {
+                env: Some("dev".into()),
+                vars: vec![],
+            },
+        )
+        .unwrap();
+        let d = &s.resources["rds_instance.d"];
+        assert_eq!(d.attrs["allocated_storage"], Expr::Lit(20.into()));
+        assert_eq!(
+            d.attrs["master_password"],
+            Expr::Secret(crate::secret::SecretString::new("hunter2"))
+        );
+    }
+
+    #[test]
+    fn errors_carry_line_column_and_hints() {
+        let e = load_str(
+            &BASE.replace("name = \"w-${env}-b\"", "nmae = \"x\""),
+            Some("dev"),
+            &[],
+        )
+        .unwrap_err();
+        let loc = e.location.as_deref().unwrap();
+        assert_eq!((loc.line, loc.column), (11, 1));
+        assert_eq!(e.hint.as_deref(), Some("did you mean `name`?"));
+
+        let e = load_str(
+            &BASE.replace("${var.level}", "${var.levle}"),
+            Some("dev"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("unknown variable `levle`"), "{e}");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `var.level`?"));
+
+        let e = load_str(
+            &BASE.replace("${s3_bucket.b.arn}", "${s3_bucket.b.arm}"),
+            Some("dev"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("did you mean `s3_bucket.b.arn`?"),
+            "{e}"
+        );
+
+        let e = load_str(
+            &BASE.replace(
+                "[s3_bucket.b]\nname = \"w-${env}-b\"",
+                "[s3_bucket.b]\nname = \"w\"\narn = \"x\"",
+            ),
+            Some("dev"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("`arn` is set by AWS"), "{e}");
+
+        let e = load_str(
+            &BASE.replace("value = \"${s3_bucket.b.arn}\"", "value = \"${oops\""),
+            Some("dev"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("unclosed `${`"), "{e}");
+
+        let e = load_str(BASE, Some("qa"), &[]).unwrap_err();
+        assert!(e.message.contains("unknown environment `qa`"), "{e}");
+        let e = load_str(&format!("{BASE}\n[migrations]\ndir = \"m\"\ndatabase = \"s3_bucket.b\"\nurl = {{ ssm = \"/x\" }}\n"), Some("dev"), &[]).unwrap_err();
+        assert!(e.message.contains("must name an rds_instance"), "{e}");
+    }
+
+    #[test]
+    fn snapshot_off_needs_a_reason() {
+        let rds = "[rds_instance.d]\nidentifier = \"d\"\nengine = \"postgres\"\ninstance_class = \"x\"\nallocated_storage = 20\nmaster_username = \"u\"\nmaster_password = { from_env = \"PATH\" }\n";
+        let m = "[migrations]\ndir = \"m\"\ndatabase = \"rds_instance.d\"\nurl = { ssm = \"/x/${env}\" }\nsnapshot = \"off\"\n";
+        let e = load_str(&format!("{BASE}{rds}{m}"), Some("dev"), &[]).unwrap_err();
+        assert!(e.message.contains("needs a `reason`"), "{e}");
+        let s = load_str(
+            &format!("{BASE}{rds}{m}reason = \"scratch database\"\n"),
+            Some("dev"),
+            &[],
+        )
+        .unwrap();
+        let decl = s.migrations.unwrap();
+        assert_eq!(
+            decl.snapshot,
+            SnapshotPolicy::Off {
+                reason: "scratch database".into()
+            }
+        );
+        assert_eq!(decl.url, UrlSource::Ssm("/x/dev".into()));
+    }
+}

@@ -1196,7 +1196,7 @@ async fn command_mode_reports_a_missing_program() {
     );
 }
 
-const ALEMBIC_INI: &str = "[alembic]
+pub(crate) const ALEMBIC_INI: &str = "[alembic]
 script_location = %(here)s/migrations
 
 [loggers]
@@ -1233,7 +1233,7 @@ formatter = generic
 format = %(levelname)-5.5s [%(name)s] %(message)s
 ";
 
-const ALEMBIC_ENV: &str = r#"import os
+pub(crate) const ALEMBIC_ENV: &str = r#"import os
 from logging.config import fileConfig
 
 from alembic import context
@@ -1257,7 +1257,7 @@ def run_migrations_online():
 run_migrations_online()
 "#;
 
-const ALEMBIC_0001: &str = r#""""create products
+pub(crate) const ALEMBIC_0001: &str = r#""""create products
 
 Revision ID: 0001
 Revises:
@@ -1283,7 +1283,7 @@ def downgrade():
     op.drop_table("products")
 "#;
 
-const ALEMBIC_0002: &str = r#""""add products.price_cents
+pub(crate) const ALEMBIC_0002: &str = r#""""add products.price_cents
 
 Revision ID: 0002
 Revises: 0001

@@ -485,3 +485,52 @@ async fn database_secrets_reach_no_file_and_no_output() {
         .unwrap();
     assert_eq!(p.parameter().unwrap().value(), Some(f.url.as_str()));
 }
+
+/// Tool mode: the app's own Alembic migrations run through apply, after a snapshot once the
+/// database exists, again only when the folder changes; the URL travels in the environment.
+#[tokio::test]
+async fn alembic_tool_mode_through_apply() {
+    use crate::migrations_engine::{ALEMBIC_0001, ALEMBIC_0002, ALEMBIC_ENV, ALEMBIC_INI};
+    let f = Fixture::new();
+    std::fs::remove_dir_all(f.env.path("migrations")).unwrap();
+    f.env.write(
+        "stacks/shop.toml",
+        stack("postgres", "db.t4g.micro").replace(
+            "verify = [\"SELECT 1\", \"SELECT count(*) FROM users\"]",
+            "command = [\"alembic\", \"upgrade\", \"head\"]\nverify = [\"SELECT count(*) FROM products\"]",
+        ),
+    );
+    f.env.write("alembic.ini", ALEMBIC_INI);
+    f.env.write("migrations/env.py", ALEMBIC_ENV);
+    f.env
+        .write("migrations/versions/0001_create_products.py", ALEMBIC_0001);
+
+    f.plan()
+        .assert_code(2)
+        .assert_stdout_contains("run `alembic upgrade head` (never run by Stackwright)");
+    let run = f.apply();
+    run.assert_success();
+    assert!(!run.stdout().contains(&f.url) && !run.stderr().contains(&f.url));
+    assert_eq!(
+        f.pg.psql("shop", "SELECT version_num FROM alembic_version"),
+        "0001"
+    );
+    f.plan()
+        .assert_code(0)
+        .assert_stdout_contains("No changes.");
+
+    f.env
+        .write("migrations/versions/0002_add_price.py", ALEMBIC_0002);
+    f.plan()
+        .assert_code(2)
+        .assert_stdout_contains("migrations changed: digest");
+    f.apply()
+        .assert_success()
+        .assert_stdout_contains("shop-dev-pre-tool-");
+    assert_eq!(
+        f.pg.psql("shop", "SELECT version_num FROM alembic_version"),
+        "0002"
+    );
+    assert_eq!(f.snapshots().await.len(), 1);
+    f.plan().assert_code(0);
+}
