@@ -220,10 +220,11 @@ pub async fn apply<'a>(
         let Some((addr, result, elapsed)) = running.next().await else {
             break;
         };
-        let action = result
-            .as_ref()
-            .map(|a| a.verb().to_owned())
-            .unwrap_or_else(|_| "failed".into());
+        let action = match &result {
+            Ok(_) if extra_by.contains_key(addr.as_str()) => "run".to_owned(),
+            Ok(a) => a.verb().to_owned(),
+            Err(_) => "failed".to_owned(),
+        };
         events.emit(Event::ActionFinished {
             address: addr.clone(),
             action,

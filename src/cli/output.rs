@@ -88,25 +88,34 @@ pub fn confirm(question: &str) -> bool {
     std::io::stdin().read_line(&mut line).is_ok() && line.trim() == "yes"
 }
 
-fn gerund(action: &str) -> &'static str {
+fn started_line(action: &str) -> String {
     match action {
-        "create" => "Creating",
-        "update" => "Modifying",
-        "replace" => "Replacing",
-        "delete" => "Destroying",
-        "run" => "Running",
-        _ => "Working on",
+        "create" => "Creating...".into(),
+        "update" => "Modifying...".into(),
+        "replace" => "Replacing...".into(),
+        "delete" => "Destroying...".into(),
+        "run" => "Running (snapshot, migrate, verify)...".into(),
+        other => match other.split_once(' ') {
+            Some(("migrate", file)) => format!("Migrating {file}..."),
+            Some(("run", tool)) => format!("Running {tool}..."),
+            _ => format!("{other}..."),
+        },
     }
 }
 
-fn done_word(action: &str) -> &'static str {
-    match action {
-        "create" => "Creation complete",
-        "update" => "Modifications complete",
-        "replace" => "Replacement complete",
-        "delete" => "Destruction complete",
-        _ => "Complete",
-    }
+fn finished_line(action: &str, elapsed: f64) -> String {
+    let what = match action {
+        "create" => "Creation complete".into(),
+        "update" => "Modifications complete".into(),
+        "replace" => "Replacement complete".into(),
+        "delete" => "Destruction complete".into(),
+        other => match other.split_once(' ') {
+            Some(("migrate", file)) => format!("Migrated {file}"),
+            Some(("run", tool)) => format!("Ran {tool}"),
+            _ => "Complete".into(),
+        },
+    };
+    format!("{what} after {elapsed:.1}s")
 }
 
 /// Renders apply events for a person (lines, spinners) or for CI (`--json`: one JSON object per line).
@@ -134,9 +143,9 @@ impl EventSink for TermEvents {
         }
         match event {
             Event::ActionStarted { address, action } => println(&format!(
-                "{}: {}...",
+                "{}: {}",
                 paint(BOLD, &address),
-                gerund(&action)
+                started_line(&action)
             )),
             Event::ActionFinished {
                 address,
@@ -149,10 +158,9 @@ impl EventSink for TermEvents {
                 }
                 match error {
                     None => println(&format!(
-                        "{}: {} after {:.1}s",
+                        "{}: {}",
                         paint(BOLD, &address),
-                        done_word(&action),
-                        elapsed.as_secs_f64()
+                        finished_line(&action, elapsed.as_secs_f64())
                     )),
                     Some(e) => println(&format!(
                         "{}: {} {e}",
