@@ -86,9 +86,7 @@ impl Expr {
                     Desired::Known(Value::String(out))
                 }
             }
-            Expr::List(items) => {
-                collect(items.iter().map(|e| e.eval(lookup)), |vs| Value::Array(vs))
-            }
+            Expr::List(items) => collect(items.iter().map(|e| e.eval(lookup)), Value::Array),
             Expr::Map(m) => {
                 let keys: Vec<&String> = m.keys().collect();
                 collect(m.values().map(|e| e.eval(lookup)), |vs| {

@@ -875,3 +875,50 @@ fn examples_validate() {
     }
     assert!(n >= 3, "expected at least three examples, found {n}");
 }
+
+/// A failure half-way: the failed action's dependants do not start, independent work
+/// finishes and is recorded, exit 1 with a summary; after the fix a re-plan converges.
+#[tokio::test]
+async fn partial_failure_keeps_what_succeeded_and_converges() {
+    let env = TestEnv::new();
+    let stack = |bucket: &str| {
+        format!(
+            "[stack]\nname = \"pf\"\n\n[s3_bucket.data]\nname = \"{bucket}\"\n\n[ssm_parameter.bucket]\nname = \"/pf/BUCKET\"\nvalue = \"${{s3_bucket.data.arn}}\"\n\n[ssm_parameter.independent]\nname = \"/pf/INDEPENDENT\"\nvalue = \"x\"\n"
+        )
+    };
+    // An invalid bucket name: S3 refuses it, SSM is unaffected.
+    env.write("s.toml", stack("Not_A_Valid_Bucket"));
+    let run = env.run(["apply", "s.toml", "--auto-approve"]);
+    run.assert_code(1);
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(
+        all.contains("s3_bucket.data: create failed: InvalidBucketName"),
+        "{run}"
+    );
+    assert!(
+        all.contains("ssm_parameter.bucket: not started (s3_bucket.data failed)"),
+        "{run}"
+    );
+    assert!(all.contains("Resources: 1 added"), "{run}");
+    assert_eq!(param_names(&env).await, ["/pf/INDEPENDENT"]);
+    let state: serde_json::Value = serde_json::from_str(&env.read("state/pf.json")).unwrap();
+    let recorded: Vec<&String> = state["resources"].as_object().unwrap().keys().collect();
+    assert_eq!(recorded, ["ssm_parameter.independent"]);
+
+    env.write("s.toml", stack("pf-data"));
+    env.run(["plan", "s.toml", "--detailed-exitcode"])
+        .assert_code(2)
+        .assert_stdout_contains("Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy.");
+    env.ok(["apply", "s.toml", "--auto-approve"]);
+    env.run(["plan", "s.toml", "--detailed-exitcode"])
+        .assert_code(0);
+    let p = env
+        .ssm()
+        .await
+        .get_parameter()
+        .name("/pf/BUCKET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(p.parameter().unwrap().value(), Some("arn:aws:s3:::pf-data"));
+}
