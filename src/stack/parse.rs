@@ -229,6 +229,11 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         Some(v) => Some(as_table(&cx, v, "env")?),
         None => None,
     };
+    let envs_at = Location::from_span(
+        path,
+        &source,
+        get(stack_t, "environments").map_or(0..0, |v| v.span()),
+    );
     match (&opts.env, environments.is_empty()) {
         (None, false) => {
             return Err(Diagnostic::new(format!(
@@ -236,13 +241,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
                 cx.stack_name,
                 environments.join(", ")
             ))
-            .at(Location::from_span(
-                path,
-                &source,
-                get(stack_t, "environments")
-                    .map(|v| v.span())
-                    .unwrap_or(0..0),
-            ))
+            .at(envs_at.clone())
             .hint(format!("e.g. --env {}", environments[0])));
         }
         (Some(e), false) if !environments.contains(e) => {
@@ -250,13 +249,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
                 "unknown environment `{e}`; this stack has {}",
                 environments.join(", ")
             ))
-            .at(Location::from_span(
-                path,
-                &source,
-                get(stack_t, "environments")
-                    .map(|v| v.span())
-                    .unwrap_or(0..0),
-            ));
+            .at(envs_at.clone());
             return Err(match suggest(e, environments.iter().map(String::as_str)) {
                 Some(s) => d.hint(format!("did you mean `--env {s}`?")),
                 None => d.hint("add it to [stack] environments, or pick one of those"),
