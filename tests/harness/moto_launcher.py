@@ -197,7 +197,12 @@ def apply_patches() -> None:
 
 
 def start_server(host: str, port: int):
+    import werkzeug.serving
+
     from moto.server import ThreadedMotoServer
+
+    # Plain request log lines (no ANSI colours) in the harness's moto.log.
+    werkzeug.serving._log_add_style = False  # noqa: SLF001
 
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
