@@ -299,6 +299,7 @@ async fn run_change(
         events,
         wait_timeout: opts.wait_timeout,
         poll_interval: opts.poll_interval,
+        wanted: None,
     };
     let prior = state
         .lock()

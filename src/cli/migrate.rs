@@ -372,6 +372,7 @@ async fn take_snapshot(
         events,
         wait_timeout: wait,
         poll_interval: Duration::from_secs(2),
+        wanted: None,
     };
     crate::providers::wait_for(&cx, &format!("snapshot {id}"), || async {
         let out = aws
@@ -671,6 +672,7 @@ pub async fn restore(
         events: &events,
         wait_timeout: wait,
         poll_interval: Duration::from_secs(5),
+        wanted: None,
     };
     crate::providers::wait_for(&cx, &format!("restored instance {new_id}"), || async {
         let out = aws

@@ -121,6 +121,8 @@ pub fn storable(
         .attrs
         .iter()
         .filter(|(k, _)| !sensitive.contains(k))
+        // What the stack does not manage is not recorded (nor read back on refresh).
+        .filter(|(k, _)| desired.contains_key(*k) || schema.is_output(k))
         .map(|(k, v)| (k.clone(), normalize(v)))
         .collect();
     for a in schema.attrs.iter().filter(|a| a.local) {
@@ -235,11 +237,38 @@ pub async fn plan(
     let live: BTreeMap<String, Option<Live>> = if opts.refresh
         || !to_read.iter().all(|(a, _, _)| st.resources.contains_key(a))
     {
+        // Only what is managed: what the stack sets (and schema defaults), what state
+        // recorded, and outputs. Unmanaged attributes cost no AWS call.
+        let wanted: BTreeMap<&str, BTreeSet<String>> = to_read
+            .iter()
+            .filter_map(|(addr, kind, _)| {
+                let p = reg.provider(kind)?;
+                let schema = p.schema();
+                let mut w: BTreeSet<String> =
+                    schema.outputs.iter().map(|o| (*o).to_owned()).collect();
+                w.extend(
+                    schema
+                        .attrs
+                        .iter()
+                        .filter(|a| a.required || a.default.value().is_some())
+                        .map(|a| a.name.to_owned()),
+                );
+                if let Some(r) = stack.resources.get(addr) {
+                    w.extend(r.attrs.keys().cloned());
+                }
+                if let Some(rs) = st.resources.get(addr) {
+                    w.extend(rs.attributes.keys().cloned());
+                    w.extend(rs.sensitive_attributes.iter().cloned());
+                }
+                Some((addr.as_str(), w))
+            })
+            .collect();
+        let wanted = &wanted;
         let futs = to_read.iter().filter(|(a, _, _)| opts.refresh || !st.resources.contains_key(a)).map(|(addr, kind, id)| async move {
             let p = reg.provider(kind).ok_or_else(|| {
                 Diagnostic::new(format!("state has a resource of kind `{kind}`, which this Stackwright does not know")).for_address(addr.clone())
             })?;
-            let cx = Cx { aws, address: addr, events: &NoEvents, wait_timeout: opts.wait_timeout, poll_interval: std::time::Duration::from_secs(5) };
+            let cx = Cx { aws, address: addr, events: &NoEvents, wait_timeout: opts.wait_timeout, poll_interval: std::time::Duration::from_secs(5), wanted: wanted.get(addr.as_str()) };
             let live = p.read(&cx, id).await.map_err(|e| Diagnostic::new(format!("refresh failed: {e}")).for_address(addr.clone()))?;
             Ok::<_, Diagnostic>((addr.clone(), live))
         });
@@ -630,7 +659,8 @@ mod tests {
         let d = desired_attrs(&r, p, &|_| Desired::Unknown);
         assert_eq!(d["value"], Desired::Secret(SecretString::new("plain")));
         // A schema default is filled in, so it is compared like any other attribute.
-        assert_eq!(d["tier"], Desired::Known(json!("Standard")));
+        assert_eq!(d["type"], Desired::Known(json!("SecureString")));
+        assert!(!d.contains_key("tier"), "an unset attribute without default is not managed");
         let input = resolve(&d).unwrap();
         assert!(!input.attrs.contains_key("value"));
         assert_eq!(input.plain_or_secret("value"), Some("plain"));

@@ -131,9 +131,18 @@ pub struct Cx<'a> {
     /// How long to wait for a resource to settle (RDS `available`) before failing.
     pub wait_timeout: Duration,
     pub poll_interval: Duration,
+    /// The attributes this read must report (what the stack sets, what state records,
+    /// outputs); `None` means all. Lets a refresh skip AWS calls for attributes nobody
+    /// manages, which is most of what makes a no-change plan fast.
+    pub wanted: Option<&'a std::collections::BTreeSet<String>>,
 }
 
 impl Cx<'_> {
+    /// Whether a read should fetch `attr`.
+    pub fn wants(&self, attr: &str) -> bool {
+        self.wanted.is_none_or(|w| w.contains(attr))
+    }
+
     pub fn progress(&self, status: &str, elapsed: Duration) {
         self.events.emit(Event::Waiting {
             address: self.address.to_owned(),

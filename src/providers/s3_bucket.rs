@@ -156,7 +156,7 @@ impl Provider for S3Bucket {
 
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>> {
         let region = cx.aws.config.region().map(|r| r.as_ref().to_owned());
-        match read_bucket(cx.aws.s3(), region.as_deref(), id).await {
+        match read_bucket(cx.aws.s3(), region.as_deref(), id, &|a| cx.wants(a)).await {
             Err(e) if is_no_such_bucket(&e) => Ok(None),
             other => other,
         }
@@ -363,7 +363,7 @@ where
 async fn read_back(cx: &Cx<'_>, id: &str) -> Result<Live> {
     let region = cx.aws.config.region().map(|r| r.as_ref().to_owned());
     until_visible(|| async {
-        read_bucket(cx.aws.s3(), region.as_deref(), id)
+        read_bucket(cx.aws.s3(), region.as_deref(), id, &|_| true)
             .await?
             .ok_or_else(|| {
                 AwsError::new(
@@ -397,32 +397,94 @@ where
     }
 }
 
-async fn read_bucket(s3: &Client, config_region: Option<&str>, id: &str) -> Result<Option<Live>> {
+/// Reads the bucket, calling only the APIs behind attributes `wants` asks for.
+async fn read_bucket(
+    s3: &Client,
+    config_region: Option<&str>,
+    id: &str,
+    wants: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Option<Live>> {
+    let (want_ver, want_enc, want_pab, want_tags, want_lc) = (
+        wants("versioning"),
+        wants("encryption") || wants("kms_key_id"),
+        wants("block_public_access"),
+        wants("tags"),
+        wants("lifecycle_rule"),
+    );
     let (head, versioning, encryption, pab, tagging, lifecycle) = tokio::join!(
         s3.head_bucket().bucket(id).send(),
-        s3.get_bucket_versioning().bucket(id).send(),
-        s3.get_bucket_encryption().bucket(id).send(),
-        s3.get_public_access_block().bucket(id).send(),
-        s3.get_bucket_tagging().bucket(id).send(),
-        s3.get_bucket_lifecycle_configuration().bucket(id).send(),
+        async {
+            if want_ver {
+                Some(s3.get_bucket_versioning().bucket(id).send().await)
+            } else {
+                None
+            }
+        },
+        async {
+            if want_enc {
+                Some(s3.get_bucket_encryption().bucket(id).send().await)
+            } else {
+                None
+            }
+        },
+        async {
+            if want_pab {
+                Some(s3.get_public_access_block().bucket(id).send().await)
+            } else {
+                None
+            }
+        },
+        async {
+            if want_tags {
+                Some(s3.get_bucket_tagging().bucket(id).send().await)
+            } else {
+                None
+            }
+        },
+        async {
+            if want_lc {
+                Some(
+                    s3.get_bucket_lifecycle_configuration()
+                        .bucket(id)
+                        .send()
+                        .await,
+                )
+            } else {
+                None
+            }
+        },
     );
     let head = match head {
         Ok(h) => h,
         Err(e) if head_not_found(&e) => return Ok(None),
         Err(e) => return Err(aws_err(e)),
     };
-    let versioning = versioning.map_err(aws_err)?;
-    let encryption = optional(encryption, "ServerSideEncryptionConfigurationNotFoundError")?;
-    let pab = optional(pab, "NoSuchPublicAccessBlockConfiguration")?;
-    let tagging = optional(tagging, "NoSuchTagSet")?;
-    let lifecycle = optional(lifecycle, "NoSuchLifecycleConfiguration")?;
+    let versioning = versioning.transpose().map_err(aws_err)?;
+    let encryption = match encryption {
+        Some(r) => optional(r, "ServerSideEncryptionConfigurationNotFoundError")?,
+        None => None,
+    };
+    let pab = match pab {
+        Some(r) => optional(r, "NoSuchPublicAccessBlockConfiguration")?,
+        None => None,
+    };
+    let tagging = match tagging {
+        Some(r) => optional(r, "NoSuchTagSet")?,
+        None => None,
+    };
+    let lifecycle = match lifecycle {
+        Some(r) => optional(r, "NoSuchLifecycleConfiguration")?,
+        None => None,
+    };
 
     let mut attrs = Attrs::new();
     attrs.insert("name".into(), Value::from(id));
-    attrs.insert(
-        "versioning".into(),
-        Value::Bool(versioning.status() == Some(&BucketVersioningStatus::Enabled)),
-    );
+    if let Some(v) = &versioning {
+        attrs.insert(
+            "versioning".into(),
+            Value::Bool(v.status() == Some(&BucketVersioningStatus::Enabled)),
+        );
+    }
     let default_enc = encryption.as_ref().and_then(|e| {
         e.server_side_encryption_configuration()?
             .rules()
@@ -447,7 +509,9 @@ async fn read_bucket(s3: &Client, config_region: Option<&str>, id: &str) -> Resu
                 && c.block_public_policy() == Some(true)
                 && c.restrict_public_buckets() == Some(true)
         });
-    attrs.insert("block_public_access".into(), Value::Bool(block));
+    if want_pab {
+        attrs.insert("block_public_access".into(), Value::Bool(block));
+    }
     let tags = tagging
         .as_ref()
         .map(|t| {
@@ -457,7 +521,9 @@ async fn read_bucket(s3: &Client, config_region: Option<&str>, id: &str) -> Resu
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
-    attrs.insert("tags".into(), map_value(tags));
+    if want_tags {
+        attrs.insert("tags".into(), map_value(tags));
+    }
     // No lifecycle configuration reads as `[]`, which is what `lifecycle_rule = []` (the way
     // to remove every rule) evaluates to.
     let rules: Vec<Value> = lifecycle
@@ -469,7 +535,9 @@ async fn read_bucket(s3: &Client, config_region: Option<&str>, id: &str) -> Resu
                 .collect()
         })
         .unwrap_or_default();
-    attrs.insert("lifecycle_rule".into(), Value::Array(rules));
+    if want_lc {
+        attrs.insert("lifecycle_rule".into(), Value::Array(rules));
+    }
 
     let region = head
         .bucket_region()

@@ -43,9 +43,8 @@ static SCHEMA: Schema = Schema {
         Attr::new(
             "tier",
             Ty::Enum(&["Standard", "Advanced"]),
-            "Storage tier. An Advanced parameter cannot go back to Standard.",
-        )
-        .default(D::Str("Standard")),
+            "Storage tier (AWS uses Standard when unset). An Advanced parameter cannot go back to Standard.",
+        ),
         Attr::new(
             "key_id",
             Ty::String,
@@ -115,7 +114,7 @@ impl Provider for SsmParameter {
     }
 
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>> {
-        read_parameter(cx.aws.ssm(), id).await
+        read_parameter(cx.aws.ssm(), id, &|a| cx.wants(a)).await
     }
 
     async fn create(&self, cx: &Cx<'_>, input: &Resolved) -> Result<Live> {
@@ -256,7 +255,7 @@ async fn update_tags(ssm: &Client, name: &str, desired: &BTreeMap<String, String
 }
 
 async fn read_back(ssm: &Client, name: &str) -> Result<Live> {
-    read_parameter(ssm, name).await?.ok_or_else(|| {
+    read_parameter(ssm, name, &|_| true).await?.ok_or_else(|| {
         AwsError::new(
             Some("ParameterNotFound"),
             format!("parameter {name} not found after it was written"),
@@ -264,8 +263,19 @@ async fn read_back(ssm: &Client, name: &str) -> Result<Live> {
     })
 }
 
-async fn read_parameter(ssm: &Client, name: &str) -> Result<Option<Live>> {
+/// Reads the parameter, calling DescribeParameters and ListTagsForResource only when an
+/// attribute behind them is wanted.
+async fn read_parameter(
+    ssm: &Client,
+    name: &str,
+    wants: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Option<Live>> {
+    let want_meta = wants("tier") || wants("description") || wants("key_id");
+    let want_tags = wants("tags");
     let describe = async {
+        if !want_meta {
+            return Ok(None);
+        }
         // DescribeParameters filters after paginating, so a page may come back empty with a
         // next token: walk the pages until the parameter shows up.
         let mut pages = ssm
@@ -287,11 +297,19 @@ async fn read_parameter(ssm: &Client, name: &str) -> Result<Option<Live>> {
         }
         Ok(None)
     };
-    let tags = ssm
-        .list_tags_for_resource()
-        .resource_type(ResourceTypeForTagging::Parameter)
-        .resource_id(name)
-        .send();
+    let tags = async {
+        if want_tags {
+            Some(
+                ssm.list_tags_for_resource()
+                    .resource_type(ResourceTypeForTagging::Parameter)
+                    .resource_id(name)
+                    .send()
+                    .await,
+            )
+        } else {
+            None
+        }
+    };
     let (param, meta, tags) = tokio::join!(
         ssm.get_parameter().name(name).with_decryption(true).send(),
         describe,
@@ -311,12 +329,14 @@ async fn read_parameter(ssm: &Client, name: &str) -> Result<Option<Live>> {
         Err(e) if is_not_found(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let tags = match tags.map_err(aws_err) {
-        Ok(t) => t
-            .tag_list()
-            .iter()
-            .map(|t| (t.key().to_owned(), t.value().to_owned()))
-            .collect::<Vec<_>>(),
+    let tags = match tags.map(|t| t.map_err(aws_err)).transpose() {
+        Ok(None) => None,
+        Ok(Some(t)) => Some(
+            t.tag_list()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect::<Vec<_>>(),
+        ),
         Err(e)
             if matches!(
                 e.code.as_deref(),
@@ -333,19 +353,23 @@ async fn read_parameter(ssm: &Client, name: &str) -> Result<Option<Live>> {
     let ty = param.r#type().map(|t| t.as_str()).unwrap_or("String");
     attrs.insert("type".into(), Value::from(ty));
     attrs.insert("value".into(), Value::from(param.value().unwrap_or("")));
-    let tier = meta
-        .as_ref()
-        .and_then(|m| m.tier())
-        .map(|t| t.as_str())
-        .unwrap_or("Standard");
-    attrs.insert("tier".into(), Value::from(tier));
-    // No description reads as "", so that `description = ""` (the way to clear one) diffs clean.
-    let description = meta.as_ref().and_then(|m| m.description()).unwrap_or("");
-    attrs.insert("description".into(), Value::from(description));
-    if let Some(k) = meta.as_ref().and_then(|m| m.key_id()) {
-        attrs.insert("key_id".into(), Value::from(k));
+    if want_meta {
+        let tier = meta
+            .as_ref()
+            .and_then(|m| m.tier())
+            .map(|t| t.as_str())
+            .unwrap_or("Standard");
+        attrs.insert("tier".into(), Value::from(tier));
+        // No description reads as "", so that `description = ""` (the way to clear one) diffs clean.
+        let description = meta.as_ref().and_then(|m| m.description()).unwrap_or("");
+        attrs.insert("description".into(), Value::from(description));
+        if let Some(k) = meta.as_ref().and_then(|m| m.key_id()) {
+            attrs.insert("key_id".into(), Value::from(k));
+        }
     }
-    attrs.insert("tags".into(), map_value(tags));
+    if let Some(tags) = tags {
+        attrs.insert("tags".into(), map_value(tags));
+    }
     if let Some(arn) = param.arn() {
         attrs.insert("arn".into(), Value::from(arn));
     }
@@ -440,10 +464,8 @@ mod tests {
             SCHEMA.attr("type").unwrap().default.value(),
             Some(json!("String"))
         );
-        assert_eq!(
-            SCHEMA.attr("tier").unwrap().default.value(),
-            Some(json!("Standard"))
-        );
+        // Unset tier is not managed (and costs no DescribeParameters call on refresh).
+        assert_eq!(SCHEMA.attr("tier").unwrap().default.value(), None);
         assert_eq!(SCHEMA.attr("value").unwrap().secret, SecretMode::Allowed);
         assert!(SCHEMA.attr("name").unwrap().force_new);
     }

@@ -59,6 +59,7 @@ impl Rig {
             events: &self.events,
             wait_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_millis(50),
+            wanted: None,
         }
     }
 
@@ -996,6 +997,7 @@ fn wait_cx<'a>(aws: &'a Aws, events: &'a Recorder, timeout: Duration) -> Cx<'a> 
         events,
         wait_timeout: timeout,
         poll_interval: Duration::from_millis(10),
+        wanted: None,
     }
 }
 

@@ -29,6 +29,7 @@ fn cx<'a>(
         events,
         wait_timeout: Duration::from_secs(30),
         poll_interval: Duration::from_millis(50),
+        wanted: None,
     }
 }
 
