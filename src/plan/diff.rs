@@ -653,14 +653,17 @@ mod tests {
     }
 
     #[test]
-    fn desired_fills_defaults_and_makes_secure_strings_secret() {
+    fn desired_makes_secure_strings_secret_and_leaves_unset_attributes_unmanaged() {
         let p = registry().provider("ssm_parameter").unwrap();
         let r = ssm_resource(Expr::Lit(json!("plain")), "SecureString");
         let d = desired_attrs(&r, p, &|_| Desired::Unknown);
         assert_eq!(d["value"], Desired::Secret(SecretString::new("plain")));
-        // A schema default is filled in, so it is compared like any other attribute.
         assert_eq!(d["type"], Desired::Known(json!("SecureString")));
-        assert!(!d.contains_key("tier"), "an unset attribute without default is not managed");
+        // No value and no schema default: not managed, so not read back on refresh either.
+        assert!(
+            !d.contains_key("tier"),
+            "an unset attribute without default is not managed"
+        );
         let input = resolve(&d).unwrap();
         assert!(!input.attrs.contains_key("value"));
         assert_eq!(input.plain_or_secret("value"), Some("plain"));
