@@ -127,7 +127,19 @@ fn run() -> Result<()> {
     let tf_rc = dir.join("terraformrc");
     fs::write(
         &tf_rc,
-        format!("provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n}}\n", mirror.display()),
+        format!(
+            r#"provider_installation {{
+  filesystem_mirror {{
+    path    = "{}"
+    include = ["registry.terraform.io/hashicorp/aws"]
+  }}
+  direct {{
+    exclude = ["registry.terraform.io/hashicorp/aws"]
+  }}
+}}
+"#,
+            mirror.display()
+        ),
     )
     .context("writing the Terraform CLI config")?;
     let tf_main = root.join("benches/terraform/main.tf");
@@ -204,6 +216,7 @@ fn run() -> Result<()> {
         "--refresh=false",
     ];
 
+    let load_before = loadavg();
     let mut rows = Vec::new();
     for (label, tf_args, sw_args) in [
         ("no-change plan (refresh)", &tf_refresh[..], &sw_refresh[..]),
@@ -218,12 +231,14 @@ fn run() -> Result<()> {
             || tf_cmd(tf_args),
             &format!("terraform {}", tf_args.join(" ")),
             runs,
+            &moto,
         )?;
         step(&format!("{label}: stackwright {}", sw_args.join(" ")));
         let sw = time_runs(
             || sw_cmd(sw_args),
             &format!("stackwright {}", sw_args.join(" ")),
             runs,
+            &moto,
         )?;
         rows.push(Row { label, tf, sw });
     }
@@ -232,6 +247,7 @@ fn run() -> Result<()> {
     let report = Report {
         runs,
         machine: machine(),
+        load: format!("{load_before} before, {} after", loadavg()),
         tf_version,
         sw_version,
         moto_version: moto_version_of(&root),
@@ -339,11 +355,15 @@ fn checked(mut c: Command, what: &str, ok: &[i32]) -> Result<Output> {
 
 /// One warm-up, then `runs` timed runs. Every run must exit 0: under `-detailed-exitcode`
 /// / `--detailed-exitcode`, 2 means the "no-change" plan found changes and the numbers
-/// would be meaningless.
-fn time_runs(make: impl Fn() -> Command, what: &str, runs: usize) -> Result<Stats> {
+/// would be meaningless. Besides wall clock, each timed run records the requests moto
+/// logged, moto's CPU time and the tool's own CPU time (its process tree, provider
+/// plugins included).
+fn time_runs(make: impl Fn() -> Command, what: &str, runs: usize, moto: &Moto) -> Result<Stats> {
     let mut times = Vec::with_capacity(runs);
+    let (mut requests, mut moto_cpu, mut tool_cpu) = (0, Duration::ZERO, Duration::ZERO);
     for i in 0..WARMUP + runs {
         let mut c = make();
+        let (req0, moto0, self0) = (moto.requests(), moto.cpu(), children_cpu());
         let t = Instant::now();
         let out = c.output().with_context(|| format!("starting {what}"))?;
         let elapsed = t.elapsed();
@@ -356,11 +376,66 @@ fn time_runs(make: impl Fn() -> Command, what: &str, runs: usize) -> Result<Stat
             _ => bail!("{}", describe(what, &out)),
         }
         if i >= WARMUP {
-            eprintln!("    run {}: {:.3} s", i + 1 - WARMUP, elapsed.as_secs_f64());
+            let (req, mcpu, tcpu) = (
+                moto.requests().saturating_sub(req0),
+                moto.cpu().saturating_sub(moto0),
+                children_cpu().saturating_sub(self0),
+            );
+            eprintln!(
+                "    run {}: {:.3} s  ({req} moto requests, moto CPU {:.2} s, tool CPU {:.2} s)",
+                i + 1 - WARMUP,
+                elapsed.as_secs_f64(),
+                mcpu.as_secs_f64(),
+                tcpu.as_secs_f64()
+            );
             times.push(elapsed);
+            requests += req;
+            moto_cpu += mcpu;
+            tool_cpu += tcpu;
         }
     }
-    Ok(Stats::new(times))
+    let n = runs as u32;
+    let mut st = Stats::new(times);
+    st.requests = requests / runs;
+    st.moto_cpu = moto_cpu / n;
+    st.tool_cpu = tool_cpu / n;
+    Ok(st)
+}
+
+/// Clock ticks per second for /proc/*/stat (`getconf CLK_TCK`; 100 on every Linux we know).
+fn clk_tck() -> u64 {
+    static TCK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TCK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// Fields of /proc/PID/stat (1-based, as in proc(5)), summed, as CPU time.
+fn proc_cpu(pid: &str, fields: [usize; 2]) -> Duration {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // The command name (field 2) may hold spaces: count from the closing parenthesis.
+    let rest: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = fields
+        .iter()
+        .filter_map(|f| rest.get(f - 3)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_micros(ticks * 1_000_000 / clk_tck())
+}
+
+/// CPU time (user + system) of every child this process has waited for.
+fn children_cpu() -> Duration {
+    proc_cpu("self", [16, 17])
 }
 
 fn first_line(b: &[u8]) -> String {
@@ -399,6 +474,7 @@ struct Moto {
     child: Child,
     port: u16,
     version: String,
+    log: PathBuf,
 }
 
 impl Moto {
@@ -429,6 +505,7 @@ impl Moto {
             child,
             port: 0,
             version: String::new(),
+            log: log_path.clone(),
         };
         let log_text = || fs::read_to_string(&log_path).unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -462,6 +539,20 @@ impl Moto {
             })
             .unwrap_or_else(|| "?".to_owned());
         Ok(moto)
+    }
+}
+
+impl Moto {
+    /// Requests moto has logged so far (werkzeug writes one line per request).
+    fn requests(&self) -> usize {
+        fs::read_to_string(&self.log)
+            .map(|l| l.lines().filter(|l| l.contains(" HTTP/1.1\" ")).count())
+            .unwrap_or(0)
+    }
+
+    /// moto's CPU time (user + system) so far.
+    fn cpu(&self) -> Duration {
+        proc_cpu(&self.child.id().to_string(), [14, 15])
     }
 }
 
@@ -507,6 +598,10 @@ struct Stats {
     median: Duration,
     mean: Duration,
     max: Duration,
+    /// Per timed run, averaged.
+    requests: usize,
+    moto_cpu: Duration,
+    tool_cpu: Duration,
 }
 
 impl Stats {
@@ -524,6 +619,9 @@ impl Stats {
             median,
             mean,
             max: times[n - 1],
+            requests: 0,
+            moto_cpu: Duration::ZERO,
+            tool_cpu: Duration::ZERO,
         }
     }
 }
@@ -543,6 +641,7 @@ impl Row {
 struct Report {
     runs: usize,
     machine: String,
+    load: String,
     tf_version: String,
     sw_version: String,
     moto_version: String,
@@ -560,15 +659,17 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "Stack: {BUCKETS} S3 buckets (versioned, tagged) + {PARAMETERS} SSM parameters, already applied. \
-             Wall clock per process, {WARMUP} warm-up + {} timed runs each.\n",
+            "Stack: {BUCKETS} S3 buckets (versioned, tagged) + {PARAMETERS} SSM parameters, already \
+             applied. Wall clock per process, {WARMUP} warm-up + {} timed runs each; requests and \
+             CPU times are per plan (mean of the timed runs).\n",
             self.runs
         );
         let _ = writeln!(
             s,
-            "| plan | tool | min | median | mean | max | Terraform ÷ Stackwright (medians) |"
+            "| plan | tool | min | median | mean | max | moto requests | moto CPU | tool CPU | \
+             Terraform ÷ Stackwright (medians) |"
         );
-        let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|");
+        let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
         for r in &self.rows {
             for (tool, st, ratio) in [
                 ("terraform", &r.tf, String::new()),
@@ -576,12 +677,15 @@ impl Report {
             ] {
                 let _ = writeln!(
                     s,
-                    "| {} | {tool} | {} | {} | {} | {} | {ratio} |",
+                    "| {} | {tool} | {} | {} | {} | {} | {} | {} | {} | {ratio} |",
                     r.label,
                     ms(st.min),
                     ms(st.median),
                     ms(st.mean),
-                    ms(st.max)
+                    ms(st.max),
+                    st.requests,
+                    ms(st.moto_cpu),
+                    ms(st.tool_cpu),
                 );
             }
         }
@@ -594,24 +698,40 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "- {}: {:.1}× faster, {verdict} the {TARGET_RATIO:.0}× target.",
+                "- {}: Stackwright is {:.1}× faster (ratio of medians): {verdict} the \
+                 {TARGET_RATIO:.0}× target.",
                 r.label,
                 r.ratio()
             );
         }
         let _ = writeln!(
             s,
-            "- Initial apply (one run, for scale): terraform {}, stackwright {}.",
+            "- Initial apply (one run each, for scale): terraform {} (90 resources: buckets, \
+             versioning, parameters), stackwright {} (70 resources).",
             ms(self.tf_apply),
             ms(self.sw_apply)
         );
         let _ = writeln!(
             s,
-            "\nMachine: {}. Versions: {}; {}; moto {} (patched by tests/harness/moto_launcher.py); hashicorp/aws provider 5.100.0.",
-            self.machine, self.tf_version, self.sw_version, self.moto_version
+            "\nRun {} on {}; load average (1 min) {}. Versions: {}; {}; moto {} (patched by \
+             tests/harness/moto_launcher.py); hashicorp/aws provider 5.100.0.",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+            self.machine,
+            self.load,
+            self.tf_version,
+            self.sw_version,
+            self.moto_version
         );
         s
     }
+}
+
+/// The 1-minute load average: other work on the machine slows both tools.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 fn machine() -> String {
