@@ -274,6 +274,7 @@ fn save(
     f(&mut st);
     st.serial += 1;
     st.tool_version = env!("CARGO_PKG_VERSION").to_owned();
+    tracing::debug!(serial = st.serial, "state saved");
     backend.save(&st).map_err(|e| format!("{e:#}"))
 }
 

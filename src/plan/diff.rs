@@ -198,6 +198,7 @@ pub async fn plan(
                 Diagnostic::new(format!("reading data source failed: {e}"))
                     .for_address(addr.clone())
             })?;
+            tracing::info!(address = %addr, "data source read");
             data_reads.push(DataRead {
                 address: addr.clone(),
                 attributes: attrs.clone(),
@@ -269,13 +270,22 @@ pub async fn plan(
                 Diagnostic::new(format!("state has a resource of kind `{kind}`, which this Stackwright does not know")).for_address(addr.clone())
             })?;
             let cx = Cx { aws, address: addr, events: &NoEvents, wait_timeout: opts.wait_timeout, poll_interval: std::time::Duration::from_secs(5), wanted: wanted.get(addr.as_str()) };
+            let started = std::time::Instant::now();
             let live = p.read(&cx, id).await.map_err(|e| Diagnostic::new(format!("refresh failed: {e}")).for_address(addr.clone()))?;
+            tracing::debug!(address = %addr, id = %id, exists = live.is_some(), ms = started.elapsed().as_millis() as u64, "refreshed");
             Ok::<_, Diagnostic>((addr.clone(), live))
         });
+        let started = std::time::Instant::now();
         let results: Vec<_> = futures::stream::iter(futs)
             .buffer_unordered(opts.concurrency.max(1))
             .collect()
             .await;
+        tracing::info!(
+            resources = results.len(),
+            concurrency = opts.concurrency,
+            ms = started.elapsed().as_millis() as u64,
+            "refresh done"
+        );
         results.into_iter().collect::<Result<_, _>>()?
     } else {
         BTreeMap::new()
@@ -555,6 +565,13 @@ pub async fn plan(
     }
 
     let summary = Plan::summarize(&changes);
+    tracing::info!(
+        add = summary.add,
+        change = summary.change,
+        replace = summary.replace,
+        destroy = summary.destroy,
+        "plan made"
+    );
     Ok(Plan {
         format_version: super::FORMAT_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -613,6 +613,8 @@ async fn secrets_reach_no_file_and_no_output() {
     }
     assert!(outputs.contains("(sensitive)"), "{outputs}");
     assert!(!outputs.contains(CANARY), "secret leaked to output");
+    // -vv did log (so the check above covered the logs too).
+    assert!(outputs.contains("refresh done"), "{outputs}");
     for f in env.list_files_recursive() {
         if f.starts_with("stacks/") {
             continue;
