@@ -215,11 +215,10 @@ pub async fn plan(
             to_read.push((addr.clone(), rs.kind.clone(), rs.id.clone()));
         }
     }
-    let mut early_desired: BTreeMap<String, BTreeMap<String, Desired>> = BTreeMap::new();
     if !opts.destroy {
         for addr in order
             .iter()
-            .filter(|a| !a.starts_with("data.") && scoped(a))
+            .filter(|a| !a.starts_with("data.") && scoped(a) && !st.resources.contains_key(*a))
         {
             let r = &stack.resources[addr];
             let p = reg.provider(&r.kind).expect("validated kind");
@@ -227,12 +226,9 @@ pub async fn plan(
             // only the id matters, which usually depends on vars and data only.
             let lookup = |rf: &Ref| lookup_data(&data_values, rf);
             let d = desired_attrs(r, p, &lookup);
-            if !st.resources.contains_key(addr)
-                && let Some(id) = p.id_for(&d)
-            {
+            if let Some(id) = p.id_for(&d) {
                 to_read.push((addr.clone(), r.kind.clone(), id));
             }
-            early_desired.insert(addr.clone(), d);
         }
     }
     let live: BTreeMap<String, Option<Live>> = if opts.refresh
