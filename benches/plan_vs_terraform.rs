@@ -22,6 +22,8 @@
 //! `TERRAFORM` (the terraform binary, default `terraform` on PATH), `SW_BENCH_TF_MIRROR`
 //! (default `/opt/tf-plugins`).
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark reports on the terminal
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};

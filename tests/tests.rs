@@ -2,12 +2,16 @@
 //! module lives in tests/<name>/mod.rs (a top-level tests/<name>.rs would be
 //! built as a separate test binary). See tests/README.md.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // tests may report tables and logs
+
 mod common;
 
 mod harness_smoke;
 
+mod crash;
 mod foundation;
 mod migrations_engine;
+mod properties;
 mod rds_e2e;
 mod rds_provider;
 mod s3_ssm_provider;

@@ -1,26 +1,28 @@
 //! Apply: walks a plan's changes in dependency order with bounded concurrency.
 //!
-//! After every completed action the state is written atomically, so a failure half-way
-//! loses nothing and a re-plan converges. A failed action stops the changes that depend on
-//! it, lets independent work finish, and the run ends with a summary. Progress goes out as
-//! [`events::Event`]s.
-
-pub mod events;
+//! Before each create or delete call it records an intent in the write-ahead journal; the
+//! id AWS returns is recorded at once (before any wait), and the outcome closes the intent.
+//! The state file is written once, at the end, by folding the journal in — so a kill at any
+//! point loses nothing (the next load replays the journal and the next plan adopts what an
+//! open intent created), and the cost per action does not grow with the state. A failed
+//! action stops the changes that depend on it and lets independent work finish. An
+//! interrupt (see [`ApplyOptions::cancel`]) starts nothing new and lets running calls end.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use crate::plan::diff::{desired_attrs, resolve, storable};
+use crate::eval::{desired_attrs, resolve, storable};
+use crate::events::{Event, EventSink};
 use crate::plan::{Action, Change, Plan};
-use crate::providers::{Aws, Cx, Live, registry};
+use crate::providers::{Aws, Cx, Live, Provider, Registry};
 use crate::stack::{Ref, Stack};
-use crate::state::{Backend, ResourceState, State};
+use crate::state::{Backend, Entry, Intent, IntentOp, Journal, ResourceState, State};
 use crate::value::{Attrs, Desired};
-use events::{Event, EventSink};
 
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
@@ -29,6 +31,8 @@ pub struct ApplyOptions {
     pub poll_interval: Duration,
     /// Verify secrets against the plan's fingerprints (applying a saved plan).
     pub check_fingerprints: bool,
+    /// Set by the CLI on SIGINT/SIGTERM: start nothing new, let running calls finish.
+    pub cancel: Arc<AtomicBool>,
 }
 
 impl Default for ApplyOptions {
@@ -38,6 +42,7 @@ impl Default for ApplyOptions {
             wait_timeout: Duration::from_secs(3600),
             poll_interval: Duration::from_secs(5),
             check_fingerprints: false,
+            cancel: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -48,11 +53,105 @@ pub struct Outcome {
     pub failed: Vec<(String, String)>,
     pub skipped: Vec<(String, String)>,
     pub state: Option<State>,
+    /// The run was interrupted (SIGINT/SIGTERM) before everything started.
+    pub interrupted: bool,
+    /// Folding the journal into the state file failed; the journal keeps everything and the
+    /// next run replays it.
+    pub save_error: Option<String>,
 }
 
 impl Outcome {
     pub fn ok(&self) -> bool {
-        self.failed.is_empty() && self.skipped.is_empty()
+        self.failed.is_empty()
+            && self.skipped.is_empty()
+            && !self.interrupted
+            && self.save_error.is_none()
+    }
+}
+
+/// Loads the state for a run that writes (under its lock): a journal left by a crashed run
+/// is folded into the state file first, so this run's journal starts on a clean base.
+pub async fn load_for_write(backend: &dyn Backend) -> anyhow::Result<Option<State>> {
+    let state = backend.load().await?;
+    if backend.journal_path().exists()
+        && let Some(mut s) = state
+    {
+        let expected = on_disk_serial(&s);
+        backend.save(&mut s, expected).await?;
+        tracing::info!(
+            serial = s.serial,
+            "folded the journal of an interrupted run"
+        );
+        return Ok(Some(s));
+    }
+    Ok(state)
+}
+
+/// The serial the state file holds for a loaded state (`None`: no file yet).
+fn on_disk_serial(s: &State) -> Option<u64> {
+    s.saved_serial()
+}
+
+/// The in-memory state of a run and its journal: every change goes through [`Recorder::record`].
+struct Recorder<'a> {
+    backend: &'a dyn Backend,
+    state: Mutex<State>,
+    journal: OnceLock<Journal>,
+    /// Held while the journal is created, so two first records cannot race.
+    opening: Mutex<()>,
+    base: State,
+}
+
+impl Recorder<'_> {
+    /// Appends to the journal (fsync'd), then applies the entry to the in-memory state.
+    fn record(&self, entry: Entry) -> Result<(), String> {
+        let journal = match self.journal.get() {
+            Some(j) => j,
+            None => {
+                let _g = self.opening.lock().expect("journal open lock");
+                if self.journal.get().is_none() {
+                    let j = Journal::create(&self.backend.journal_path(), &self.base)
+                        .map_err(|e| format!("cannot write the journal: {e}"))?;
+                    let _ = self.journal.set(j);
+                }
+                self.journal.get().expect("journal set")
+            }
+        };
+        journal
+            .append(&entry)
+            .map_err(|e| format!("cannot write the journal {}: {e}", journal.path().display()))?;
+        crate::state::journal::replay(
+            &mut self.state.lock().expect("state lock"),
+            std::slice::from_ref(&entry),
+        );
+        Ok(())
+    }
+}
+
+/// Forwards events, and writes the id of every resource AWS just created to the journal.
+struct Journaling<'a> {
+    inner: &'a dyn EventSink,
+    recorder: &'a Recorder<'a>,
+}
+
+impl EventSink for Journaling<'_> {
+    fn emit(&self, event: Event) {
+        if let Event::Checkpoint { key, value } = &event
+            && let Err(e) = self.recorder.record(Entry::Records {
+                records: [(key.clone(), value.clone())].into(),
+            })
+        {
+            tracing::warn!(key = %key, error = %e, "could not journal a checkpoint");
+        }
+        if let Event::Created { address, id } = &event
+            && let Err(e) = self.recorder.record(Entry::Created {
+                address: address.clone(),
+                id: id.clone(),
+            })
+        {
+            tracing::warn!(address = %address, error = %e, "could not journal a created id");
+        }
+        self.inner.emit(event);
     }
 }
 
@@ -73,7 +172,7 @@ pub struct Extra<'a> {
 }
 
 /// Verifies every secret fingerprint the plan recorded that can be evaluated up front.
-pub fn check_fingerprints(plan: &Plan, stack: &Stack) -> Result<(), String> {
+pub fn check_fingerprints(reg: &Registry, plan: &Plan, stack: &Stack) -> Result<(), String> {
     for key in plan.secret_fingerprints.keys() {
         let Some((addr, attr)) = key.rsplit_once('.') else {
             continue;
@@ -81,7 +180,7 @@ pub fn check_fingerprints(plan: &Plan, stack: &Stack) -> Result<(), String> {
         let Some(r) = stack.resources.get(addr) else {
             continue;
         };
-        let Some(p) = registry().provider(&r.kind) else {
+        let Some(p) = reg.provider(&r.kind) else {
             continue;
         };
         let desired = desired_attrs(r, p, &|_| Desired::Unknown);
@@ -98,6 +197,7 @@ pub fn check_fingerprints(plan: &Plan, stack: &Stack) -> Result<(), String> {
 
 #[allow(clippy::too_many_arguments)]
 pub async fn apply<'a>(
+    reg: &'a Registry,
     plan: &'a Plan,
     stack: &'a Stack,
     backend: &'a dyn Backend,
@@ -107,10 +207,43 @@ pub async fn apply<'a>(
     opts: &'a ApplyOptions,
     extras: Vec<Extra<'a>>,
 ) -> Outcome {
-    let state = Mutex::new(prior.unwrap_or_else(|| State::new(&stack.name, stack.env.as_deref())));
+    let base = prior.unwrap_or_else(|| State::new(&stack.name, stack.env.as_deref()));
+    let expected = on_disk_serial(&base);
+    let recorder = Recorder {
+        backend,
+        state: Mutex::new(base.clone()),
+        journal: OnceLock::new(),
+        opening: Mutex::new(()),
+        base,
+    };
+    let recorder = &recorder;
+    let journaling = Journaling {
+        inner: events,
+        recorder,
+    };
+    let events: &dyn EventSink = &journaling;
+    let mut outcome = Outcome::default();
+
+    // What the plan found in AWS (adoptions, resolved intents) goes into state first.
+    let fixes: Vec<Entry> = plan
+        .adoptions
+        .iter()
+        .map(|a| Entry::Stored {
+            address: a.address.clone(),
+            resource: a.resource.clone(),
+        })
+        .chain(plan.resolved_intents.iter().cloned())
+        .collect();
+    for e in fixes {
+        if let Err(err) = recorder.record(e) {
+            outcome.failed.push(("state".into(), err));
+            outcome.state = Some(recorder.state.lock().expect("state lock").clone());
+            return outcome;
+        }
+    }
     // Known attribute values for references: data reads and everything in state.
     let known: Mutex<BTreeMap<String, Attrs>> = Mutex::new({
-        let st = state.lock().expect("state lock");
+        let st = recorder.state.lock().expect("state lock");
         let mut k: BTreeMap<String, Attrs> = st
             .resources
             .iter()
@@ -142,6 +275,19 @@ pub async fn apply<'a>(
                 .collect(),
         );
     }
+    // The old half of a create-then-delete goes only after everything that references the
+    // resource has moved to the new one.
+    for (a, c) in &active {
+        if c.action == Action::CreateThenDelete {
+            let mut w: BTreeSet<String> = active
+                .values()
+                .filter(|o| o.after_changes.iter().any(|d| d == a))
+                .map(|o| o.address.clone())
+                .collect();
+            w.insert((*a).to_owned());
+            waits.insert(deposed_key(a), w);
+        }
+    }
     for e in &extras {
         waits.insert(
             e.address.clone(),
@@ -158,29 +304,34 @@ pub async fn apply<'a>(
         }
     }
 
-    let mut outcome = Outcome::default();
     let mut done: BTreeSet<String> = BTreeSet::new();
     let mut started: BTreeSet<String> = BTreeSet::new();
     let mut blocked: BTreeMap<String, String> = BTreeMap::new();
     let mut running = FuturesUnordered::new();
 
     loop {
-        // Start whatever is ready, up to the concurrency bound.
-        let ready: Vec<String> = waits
-            .iter()
-            .filter(|(a, w)| {
-                !started.contains(*a)
-                    && !blocked.contains_key(*a)
-                    && w.iter().all(|d| done.contains(d))
-            })
-            .map(|(a, _)| a.clone())
-            .collect();
+        if opts.cancel.load(Ordering::SeqCst) {
+            outcome.interrupted = true;
+        }
+        // Start whatever is ready, up to the concurrency bound (nothing once interrupted).
+        let ready: Vec<String> = if outcome.interrupted {
+            Vec::new()
+        } else {
+            waits
+                .iter()
+                .filter(|(a, w)| {
+                    !started.contains(*a)
+                        && !blocked.contains_key(*a)
+                        && w.iter().all(|d| done.contains(d))
+                })
+                .map(|(a, _)| a.clone())
+                .collect()
+        };
         for addr in ready {
             if running.len() >= opts.concurrency.max(1) {
                 break;
             }
             started.insert(addr.clone());
-            let state = &state;
             let known = &known;
             let fut: futures::future::BoxFuture<'_, (String, Result<Action, String>, Duration)> =
                 if let Some(e) = extra_by.get(addr.as_str()) {
@@ -193,11 +344,23 @@ pub async fn apply<'a>(
                         let t = Instant::now();
                         let r = match (e.run)().await {
                             Ok(records) if records.is_empty() => Ok(Action::NoOp),
-                            Ok(records) => save(backend, state, |st| st.records.extend(records))
+                            Ok(records) => recorder
+                                .record(Entry::Records { records })
                                 .map(|_| Action::NoOp),
                             Err(e) => Err(e),
                         };
                         (e.address.clone(), r, t.elapsed())
+                    })
+                } else if !active.contains_key(addr.as_str())
+                    && let Some(base) = addr.strip_suffix(DEPOSED)
+                {
+                    let change = active[base];
+                    Box::pin(async move {
+                        let t = Instant::now();
+                        let r = delete_deposed(reg, change, recorder, aws, events, opts)
+                            .await
+                            .map(|_| Action::Delete);
+                        (addr.clone(), r, t.elapsed())
                     })
                 } else {
                     let change = active[addr.as_str()];
@@ -208,7 +371,7 @@ pub async fn apply<'a>(
                         });
                         let t = Instant::now();
                         let r = run_change(
-                            change, plan, stack, backend, state, known, aws, events, opts,
+                            reg, change, plan, stack, recorder, known, aws, events, opts,
                         )
                         .await
                         .map(|_| change.action);
@@ -217,11 +380,19 @@ pub async fn apply<'a>(
                 };
             running.push(fut);
         }
-        let Some((addr, result, elapsed)) = running.next().await else {
+        // Wake up for a finished action, or for an interrupt while waiting for one.
+        let next = tokio::select! {
+            n = running.next() => n,
+            _ = wait_cancel(&opts.cancel), if !outcome.interrupted && !running.is_empty() => continue,
+        };
+        let Some((addr, result, elapsed)) = next else {
             break;
         };
         let action = match &result {
             Ok(_) if extra_by.contains_key(addr.as_str()) => "run".to_owned(),
+            Ok(_) if addr.ends_with(DEPOSED) && !active.contains_key(addr.as_str()) => {
+                "delete".to_owned()
+            }
             Ok(a) => a.verb().to_owned(),
             Err(_) => "failed".to_owned(),
         };
@@ -234,7 +405,8 @@ pub async fn apply<'a>(
         match result {
             Ok(a) => {
                 done.insert(addr.clone());
-                if !extra_by.contains_key(addr.as_str()) {
+                let deposed_half = addr.ends_with(DEPOSED) && !active.contains_key(addr.as_str());
+                if !extra_by.contains_key(addr.as_str()) && !deposed_half {
                     outcome.completed.push((addr, a));
                 }
             }
@@ -254,6 +426,13 @@ pub async fn apply<'a>(
         }
     }
     drop(running);
+    if outcome.interrupted {
+        for a in waits.keys() {
+            if !started.contains(a) && !blocked.contains_key(a) {
+                blocked.insert(a.clone(), "the run was interrupted".into());
+            }
+        }
+    }
     for (a, why) in blocked {
         events.emit(Event::Skipped {
             address: a.clone(),
@@ -261,39 +440,54 @@ pub async fn apply<'a>(
         });
         outcome.skipped.push((a, why));
     }
-    outcome.state = Some(state.into_inner().expect("state lock"));
+    let mut state = recorder.state.lock().expect("state lock").clone();
+    // Fold the journal into the state file: the one write of this run.
+    if recorder.journal.get().is_some()
+        && let Err(e) = backend.save(&mut state, expected).await
+    {
+        outcome.save_error = Some(format!(
+            "{e}; everything done is kept in the journal {} and the next run picks it up",
+            backend.journal_path().display()
+        ));
+    }
+    outcome.state = Some(state);
     outcome
 }
 
-fn save(
-    backend: &dyn Backend,
-    state: &Mutex<State>,
-    f: impl FnOnce(&mut State),
-) -> Result<(), String> {
-    let mut st = state.lock().expect("state lock");
-    f(&mut st);
-    st.serial += 1;
-    st.tool_version = env!("CARGO_PKG_VERSION").to_owned();
-    tracing::debug!(serial = st.serial, "state saved");
-    backend.save(&st).map_err(|e| format!("{e:#}"))
+/// State key of the old object of a create-then-delete until it is deleted.
+pub const DEPOSED: &str = "#old";
+
+pub fn deposed_key(address: &str) -> String {
+    format!("{address}{DEPOSED}")
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_change(
+/// The second half of a create-then-delete: delete the old object, now under its deposed key.
+async fn delete_deposed(
+    reg: &Registry,
     change: &Change,
-    plan: &Plan,
-    stack: &Stack,
-    backend: &dyn Backend,
-    state: &Mutex<State>,
-    known: &Mutex<BTreeMap<String, Attrs>>,
+    recorder: &Recorder<'_>,
     aws: &Aws,
     events: &dyn EventSink,
     opts: &ApplyOptions,
 ) -> Result<(), String> {
-    let reg = registry();
+    let key = deposed_key(&change.address);
+    let Some(old) = recorder
+        .state
+        .lock()
+        .expect("state lock")
+        .resources
+        .get(&key)
+        .cloned()
+    else {
+        return Ok(());
+    };
     let p = reg
-        .provider(&change.kind)
-        .ok_or_else(|| format!("unknown kind {}", change.kind))?;
+        .provider(&old.kind)
+        .ok_or_else(|| format!("unknown kind {}", old.kind))?;
+    events.emit(Event::Note {
+        address: change.address.clone(),
+        message: format!("deleting the old {} `{}`", old.kind, old.id),
+    });
     let cx = Cx {
         aws,
         address: &change.address,
@@ -301,26 +495,97 @@ async fn run_change(
         wait_timeout: opts.wait_timeout,
         poll_interval: opts.poll_interval,
         wanted: None,
+        prior: Some(&old),
+        lineage: &recorder.base.lineage,
     };
-    let prior = state
+    delete_recorded(p, &cx, recorder, &key, &old, "delete of the old object").await
+}
+
+/// Resolves once the cancel flag is set (polled: signals set it from another task).
+async fn wait_cancel(flag: &AtomicBool) {
+    while !flag.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn intent(kind: &str, operation: IntentOp, id: Option<String>) -> Intent {
+    Intent {
+        kind: kind.to_owned(),
+        operation,
+        id,
+        since: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        error: None,
+    }
+}
+
+/// Deletes the resource at `address` (recorded as an intent first) and drops it from state.
+async fn delete_recorded(
+    p: &dyn Provider,
+    cx: &Cx<'_>,
+    recorder: &Recorder<'_>,
+    address: &str,
+    prior: &ResourceState,
+    verb: &str,
+) -> Result<(), String> {
+    recorder.record(Entry::Intent {
+        address: address.to_owned(),
+        intent: intent(&prior.kind, IntentOp::Delete, Some(prior.id.clone())),
+    })?;
+    if let Err(e) = p.delete(cx, &prior.id, &prior.attributes).await {
+        let msg = format!("{verb} failed: {e}");
+        let _ = recorder.record(Entry::Failed {
+            address: address.to_owned(),
+            error: msg.clone(),
+        });
+        return Err(msg);
+    }
+    recorder.record(Entry::Removed {
+        address: address.to_owned(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_change(
+    reg: &Registry,
+    change: &Change,
+    plan: &Plan,
+    stack: &Stack,
+    recorder: &Recorder<'_>,
+    known: &Mutex<BTreeMap<String, Attrs>>,
+    aws: &Aws,
+    events: &dyn EventSink,
+    opts: &ApplyOptions,
+) -> Result<(), String> {
+    let p = reg
+        .provider(&change.kind)
+        .ok_or_else(|| format!("unknown kind {}", change.kind))?;
+    let prior = recorder
+        .state
         .lock()
         .expect("state lock")
         .resources
         .get(&change.address)
         .cloned();
-    let aws_fail = |verb: &str, e: crate::providers::AwsError| format!("{verb} failed: {e}");
+    let cx = Cx {
+        aws,
+        address: &change.address,
+        events,
+        wait_timeout: opts.wait_timeout,
+        poll_interval: opts.poll_interval,
+        wanted: None,
+        prior: prior.as_ref(),
+        lineage: &recorder.base.lineage,
+    };
 
     if change.action == Action::Delete {
-        if let Some(pr) = &prior
-            && !change.deleted_outside
-        {
-            p.delete(&cx, &pr.id, &pr.attributes)
-                .await
-                .map_err(|e| aws_fail("delete", e))?;
+        match &prior {
+            Some(pr) if !change.deleted_outside => {
+                delete_recorded(p, &cx, recorder, &change.address, pr, "delete").await?;
+            }
+            _ => recorder.record(Entry::Removed {
+                address: change.address.clone(),
+            })?,
         }
-        save(backend, state, |st| {
-            st.resources.remove(&change.address);
-        })?;
         known.lock().expect("known lock").remove(&change.address);
         return Ok(());
     }
@@ -355,23 +620,56 @@ async fn run_change(
         }
     }
 
+    let create = |verb: &'static str| {
+        let cx = &cx;
+        let input = &input;
+        let desired = &desired;
+        async move {
+            recorder.record(Entry::Intent {
+                address: change.address.clone(),
+                intent: intent(&change.kind, IntentOp::Create, p.id_for(desired)),
+            })?;
+            match p.create(cx, input).await {
+                Ok(live) => Ok(live),
+                Err(e) => {
+                    // The intent stays open (with the id, when AWS returned one): the next
+                    // plan adopts whatever was created.
+                    let msg = format!("{verb} failed: {e}");
+                    let _ = recorder.record(Entry::Failed {
+                        address: change.address.clone(),
+                        error: msg.clone(),
+                    });
+                    Err(msg)
+                }
+            }
+        }
+    };
     let live: Live = match change.action {
-        Action::Create => p
-            .create(&cx, &input)
-            .await
-            .map_err(|e| aws_fail("create", e))?,
+        Action::Create => create("create").await?,
         Action::Replace => {
             if let Some(pr) = &prior {
-                p.delete(&cx, &pr.id, &pr.attributes)
-                    .await
-                    .map_err(|e| aws_fail("delete (for replacement)", e))?;
-                save(backend, state, |st| {
-                    st.resources.remove(&change.address);
+                delete_recorded(
+                    p,
+                    &cx,
+                    recorder,
+                    &change.address,
+                    pr,
+                    "delete (for replacement)",
+                )
+                .await?;
+            }
+            create("create (for replacement)").await?
+        }
+        Action::CreateThenDelete => {
+            // The old object moves to its deposed key first, so that whatever happens next
+            // (a failed create, a kill) state still knows it and a later apply deletes it.
+            if let Some(pr) = &prior {
+                recorder.record(Entry::Stored {
+                    address: deposed_key(&change.address),
+                    resource: pr.clone(),
                 })?;
             }
-            p.create(&cx, &input)
-                .await
-                .map_err(|e| aws_fail("create (for replacement)", e))?
+            create("create (for replacement)").await?
         }
         Action::Update => {
             let schema = p.schema();
@@ -388,11 +686,12 @@ async fn run_change(
                 Live {
                     id: pr.id.clone(),
                     attrs: pr.attributes.clone(),
+                    private: None,
                 }
             } else {
                 p.update(&cx, &pr.id, &input, &remote)
                     .await
-                    .map_err(|e| aws_fail("update", e))?
+                    .map_err(|e| format!("update failed: {e}"))?
             }
         }
         Action::NoOp | Action::Read | Action::Delete => unreachable!("filtered out"),
@@ -403,22 +702,302 @@ async fn run_change(
         .into_iter()
         .filter(|d| !d.starts_with("data."))
         .collect();
-    save(backend, state, |st| {
-        st.resources.insert(
-            change.address.clone(),
-            ResourceState {
-                kind: change.kind.clone(),
-                id: live.id.clone(),
-                attributes: attrs.clone(),
-                sensitive_attributes: sensitive,
-                depends_on: deps,
-                prevent_destroy: r.prevent_destroy,
-            },
-        );
+    recorder.record(Entry::Stored {
+        address: change.address.clone(),
+        resource: ResourceState {
+            kind: change.kind.clone(),
+            id: live.id.clone(),
+            attributes: attrs.clone(),
+            sensitive_attributes: sensitive,
+            depends_on: deps,
+            prevent_destroy: r.prevent_destroy,
+            private: live
+                .private
+                .clone()
+                .or_else(|| prior.as_ref().and_then(|p| p.private.clone())),
+        },
     })?;
     known
         .lock()
         .expect("known lock")
         .insert(change.address.clone(), attrs);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The executor against an in-memory provider: journal, adoption after a failed wait
+    //! and after a kill, interrupts. (Everything AWS-facing is tested against moto.)
+
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::events::NoEvents;
+    use crate::plan::{PlanOptions, plan};
+    use crate::providers::memory::{Memory, World};
+    use crate::stack::{Expr, Resource};
+    use crate::state::LocalBackend;
+
+    fn stack(dir: &std::path::Path, names: &[&str]) -> Stack {
+        let resources = names
+            .iter()
+            .map(|n| {
+                let address = format!("mem_thing.{n}");
+                let attrs: BTreeMap<String, Expr> = [
+                    ("name".to_owned(), Expr::Lit(json!(format!("{n}-id")))),
+                    ("size".to_owned(), Expr::Lit(json!(3))),
+                ]
+                .into();
+                let r = Resource {
+                    address: address.clone(),
+                    kind: "mem_thing".into(),
+                    name: (*n).into(),
+                    attrs,
+                    depends_on: vec![],
+                    prevent_destroy: false,
+                    span: 0..0,
+                    attr_spans: BTreeMap::new(),
+                };
+                (address, r)
+            })
+            .collect();
+        Stack {
+            path: dir.join("s.toml"),
+            source: String::new(),
+            name: "s".into(),
+            region: None,
+            environments: vec![],
+            env: None,
+            vars: BTreeMap::new(),
+            resources,
+            data: BTreeMap::new(),
+            migrations: None,
+            imports: vec![],
+            digest: "d".into(),
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        world: World,
+        reg: Registry,
+        backend: LocalBackend,
+        stack: Stack,
+        aws: Aws,
+    }
+
+    fn fixture(names: &[&str]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let world = World::default();
+        let reg = Registry::new(vec![Box::new(Memory(world.clone()))], vec![]);
+        let backend = LocalBackend::new(dir.path().join("state.json"));
+        let stack = stack(dir.path(), names);
+        let aws = Aws::from_config(aws_config::SdkConfig::builder().build());
+        Fixture {
+            _dir: dir,
+            world,
+            reg,
+            backend,
+            stack,
+            aws,
+        }
+    }
+
+    impl Fixture {
+        async fn plan(&self) -> Plan {
+            let state = self.backend.load().await.unwrap();
+            plan(
+                &self.reg,
+                &self.stack,
+                state.as_ref(),
+                &self.aws,
+                &PlanOptions::default(),
+            )
+            .await
+            .unwrap()
+        }
+        async fn apply(&self, opts: &ApplyOptions) -> Outcome {
+            let state = load_for_write(&self.backend).await.unwrap();
+            let p = plan(
+                &self.reg,
+                &self.stack,
+                state.as_ref(),
+                &self.aws,
+                &PlanOptions::default(),
+            )
+            .await
+            .unwrap();
+            apply(
+                &self.reg,
+                &p,
+                &self.stack,
+                &self.backend,
+                state,
+                &self.aws,
+                &NoEvents,
+                opts,
+                vec![],
+            )
+            .await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_create_whose_wait_fails_is_adopted_by_the_next_plan() {
+        let f = fixture(&["a", "b"]);
+        f.world
+            .fail_after_create
+            .lock()
+            .unwrap()
+            .insert("b-id".into());
+        let out = f.apply(&ApplyOptions::default()).await;
+        assert_eq!(out.failed.len(), 1, "{out:?}");
+        let st = f.backend.load().await.unwrap().unwrap();
+        assert!(st.resources.contains_key("mem_thing.a"));
+        let intent = &st.pending["mem_thing.b"];
+        assert_eq!(intent.id.as_deref(), Some("b-id"));
+        assert!(intent.error.as_deref().unwrap().contains("timed out"));
+
+        f.world.fail_after_create.lock().unwrap().clear();
+        let p = f.plan().await;
+        assert_eq!(p.adoptions.len(), 1);
+        assert!(p.adoptions[0].reason.contains("then failed"), "{p:?}");
+        let out = f.apply(&ApplyOptions::default()).await;
+        assert!(out.ok(), "{out:?}");
+        let creates = f
+            .world
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| *c == "create b-id")
+            .count();
+        assert_eq!(creates, 1, "adopted, never created twice");
+        let st = f.backend.load().await.unwrap().unwrap();
+        assert!(st.pending.is_empty() && st.resources.len() == 2);
+        assert!(!f.plan().await.has_changes());
+    }
+
+    #[tokio::test]
+    async fn an_apply_dropped_mid_wait_loses_nothing() {
+        let f = fixture(&["a", "b", "c"]);
+        f.world
+            .hang_after_create
+            .lock()
+            .unwrap()
+            .insert("c-id".into());
+        // Dropping the future mid-wait is what SIGKILL does to the run: nothing after it.
+        let r = tokio::time::timeout(
+            Duration::from_millis(500),
+            f.apply(&ApplyOptions::default()),
+        )
+        .await;
+        assert!(r.is_err(), "the apply must still be waiting");
+        assert!(f.backend.journal_path().exists());
+        // The state file was never written; the journal alone tells what happened.
+        let st = f
+            .backend
+            .load()
+            .await
+            .unwrap()
+            .expect("state from the journal");
+        assert_eq!(st.resources.len(), 2);
+        assert_eq!(st.pending["mem_thing.c"].id.as_deref(), Some("c-id"));
+        f.world.hang_after_create.lock().unwrap().clear();
+        let p = f.plan().await;
+        assert!(
+            p.change("mem_thing.c")
+                .unwrap()
+                .adopted
+                .as_deref()
+                .unwrap()
+                .contains("interrupted"),
+            "{p:?}"
+        );
+        assert!(f.apply(&ApplyOptions::default()).await.ok());
+        let st = f.backend.load().await.unwrap().unwrap();
+        assert_eq!(st.resources.len(), 3);
+        assert_eq!(st.serial, 2, "folded once after the kill, once at the end");
+        assert!(!f.plan().await.has_changes());
+        assert_eq!(f.world.objects.lock().unwrap().len(), 3, "no duplicate");
+    }
+
+    #[tokio::test]
+    async fn create_then_delete_creates_first_and_a_kill_in_between_converges() {
+        let mut f = fixture(&["a"]);
+        assert!(f.apply(&ApplyOptions::default()).await.ok());
+        // Rename: the kind asks for create-before-destroy.
+        f.stack
+            .resources
+            .get_mut("mem_thing.a")
+            .unwrap()
+            .attrs
+            .insert("name".into(), Expr::Lit(json!("a2-id")));
+        let p = f.plan().await;
+        assert_eq!(
+            p.change("mem_thing.a").unwrap().action,
+            Action::CreateThenDelete
+        );
+        f.world
+            .hang_after_create
+            .lock()
+            .unwrap()
+            .insert("a2-id".into());
+        let r = tokio::time::timeout(
+            Duration::from_millis(500),
+            f.apply(&ApplyOptions::default()),
+        )
+        .await;
+        assert!(r.is_err());
+        // Killed after the new one was created, before the old one was deleted.
+        assert_eq!(f.world.objects.lock().unwrap().len(), 2);
+        f.world.hang_after_create.lock().unwrap().clear();
+        let p = f.plan().await;
+        assert_eq!(
+            p.change("mem_thing.a#old").unwrap().action,
+            Action::Delete,
+            "{p:?}"
+        );
+        assert!(f.apply(&ApplyOptions::default()).await.ok());
+        let objects: Vec<String> = f.world.objects.lock().unwrap().keys().cloned().collect();
+        assert_eq!(objects, ["a2-id"], "new kept, old deleted, no duplicate");
+        assert!(!f.plan().await.has_changes());
+
+        // Uninterrupted: create first, delete after.
+        f.stack
+            .resources
+            .get_mut("mem_thing.a")
+            .unwrap()
+            .attrs
+            .insert("name".into(), Expr::Lit(json!("a3-id")));
+        f.world.calls.lock().unwrap().clear();
+        assert!(f.apply(&ApplyOptions::default()).await.ok());
+        let calls: Vec<String> = f
+            .world
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| !c.starts_with("read"))
+            .cloned()
+            .collect();
+        assert_eq!(calls, ["create a3-id", "delete a2-id"]);
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_starts_nothing_new() {
+        let f = fixture(&["a", "b"]);
+        let opts = ApplyOptions {
+            concurrency: 1,
+            ..Default::default()
+        };
+        opts.cancel.store(true, Ordering::SeqCst);
+        let out = f.apply(&opts).await;
+        assert!(out.interrupted);
+        assert!(out.completed.is_empty());
+        assert_eq!(out.skipped.len(), 2);
+        assert!(f.world.objects.lock().unwrap().is_empty());
+    }
 }

@@ -9,8 +9,9 @@ use anyhow::{anyhow, bail};
 use super::output::{self, TermEvents};
 use super::{Command, DbCommand, Exit, MigrateCommand, RunArgs, StackArgs};
 use crate::apply::{self, ApplyOptions, Outcome};
+use crate::events::{Event, EventSink};
 use crate::plan::{self, Plan, PlanOptions, PriorState};
-use crate::providers::Aws;
+use crate::providers::{Aws, registry};
 use crate::stack::{self, LoadOptions, Stack};
 use crate::state::{Backend, LocalBackend, State};
 
@@ -87,6 +88,12 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
             )
             .await
         }
+        Command::Import {
+            stack,
+            address,
+            id,
+            lock_timeout,
+        } => import(&stack, &address, &id, lock_timeout).await,
         Command::Show { plan, json } => {
             let p = plan::file::read(&plan)?;
             if json {
@@ -132,11 +139,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MigrateFlags {
-    pub allow_unsafe: bool,
-    pub force: bool,
-}
+pub use crate::operations::migrations::MigrateFlags;
 
 pub fn load_stack(args: &StackArgs) -> anyhow::Result<Stack> {
     let opts = LoadOptions {
@@ -156,7 +159,7 @@ pub fn backend_for(args: &StackArgs, stack: &Stack) -> LocalBackend {
 
 fn validate(args: &StackArgs) -> anyhow::Result<Exit> {
     let s = load_stack(args)?;
-    plan::diff::stack_graph(&s).topo_order()?;
+    crate::eval::stack_graph(&s).topo_order()?;
     output::success(&format!(
         "{} is valid: {} resources, {} data sources{}.",
         args.stack.display(),
@@ -184,8 +187,9 @@ fn plan_options(
         concurrency: run.concurrency as usize,
         destroy,
         cli_vars: args.vars.clone(),
-        state_path: backend.describe(),
+        backend: backend.descriptor(),
         wait_timeout: Duration::from_secs(run.wait_timeout),
+        imports: Vec::new(),
     }
 }
 
@@ -197,8 +201,19 @@ async fn make_plan(
     fingerprints: bool,
     flags: MigrateFlags,
 ) -> anyhow::Result<(Option<State>, Aws, Plan)> {
-    let state = backend.load()?;
-    if let Some(s) = &state
+    let state = backend.load().await?;
+    check_state_belongs(&state, backend, stack)?;
+    let aws = Aws::load(stack.region.as_deref()).await;
+    let p = plan_with(stack, state.as_ref(), &aws, opts, fingerprints, flags).await?;
+    Ok((state, aws, p))
+}
+
+fn check_state_belongs(
+    state: &Option<State>,
+    backend: &LocalBackend,
+    stack: &Stack,
+) -> anyhow::Result<()> {
+    if let Some(s) = state
         && (s.stack != stack.name || s.env != stack.env)
     {
         bail!(
@@ -217,16 +232,27 @@ async fn make_plan(
                 .unwrap_or_default()
         );
     }
-    let aws = Aws::load(stack.region.as_deref()).await;
-    let mut p = plan::plan(stack, state.as_ref(), &aws, opts).await?;
+    Ok(())
+}
+
+/// The plan of `stack` against `state`, migrations section included.
+async fn plan_with(
+    stack: &Stack,
+    state: Option<&State>,
+    aws: &Aws,
+    opts: &PlanOptions,
+    fingerprints: bool,
+    flags: MigrateFlags,
+) -> anyhow::Result<Plan> {
+    let mut p = plan::plan(registry(), stack, state, aws, opts).await?;
     if !fingerprints {
         p.secret_fingerprints.clear();
     }
     if !opts.destroy {
         p.migrations =
-            crate::cli::migrate::plan_section(stack, state.as_ref(), &p, &aws, flags).await?;
+            crate::operations::migrations::plan_section(stack, state, &p, aws, flags).await?;
     }
-    Ok((state, aws, p))
+    Ok(p)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -281,7 +307,42 @@ fn apply_options(run: &RunArgs, check_fingerprints: bool) -> ApplyOptions {
         wait_timeout: Duration::from_secs(run.wait_timeout),
         poll_interval: Duration::from_secs(5),
         check_fingerprints,
+        cancel: Default::default(),
     }
+}
+
+/// On the first SIGINT/SIGTERM sets `cancel` (apply starts nothing new, lets running calls
+/// finish and be recorded, releases the lock, exits 130); a second one stops at once — the
+/// journal's intents cover whatever was in flight. Stops watching when dropped.
+fn watch_signals(
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    events: &TermEvents,
+) -> tokio::task::JoinHandle<()> {
+    let json = events.is_json();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let mut seen = 0;
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            seen += 1;
+            if seen > 1 {
+                output::exit_now(130);
+            }
+            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+            TermEvents::new(json).emit(Event::Interrupted {
+                signal: name.to_owned(),
+            });
+        }
+    })
 }
 
 async fn apply_stack(
@@ -300,10 +361,18 @@ async fn apply_stack(
             if destroy { "destroy" } else { "apply" }
         );
     }
+    // Everything that needs no AWS call is checked before the lock is taken.
+    crate::eval::stack_graph(&stack).topo_order()?;
     let backend = backend_for(args, &stack);
-    let _lock = backend.lock(if destroy { "destroy" } else { "apply" })?;
+    let _lock = backend
+        .lock(if destroy { "destroy" } else { "apply" }, run.lock_timeout)
+        .await?;
     let opts = plan_options(args, run, &backend, true, destroy);
-    let (state, aws, p) = make_plan(&stack, &backend, &opts, false, flags).await?;
+    // Under the lock: a journal left by a killed run is folded in before planning.
+    let state = apply::load_for_write(&backend).await?;
+    check_state_belongs(&state, &backend, &stack)?;
+    let aws = Aws::load(stack.region.as_deref()).await;
+    let p = plan_with(&stack, state.as_ref(), &aws, &opts, false, flags).await?;
     if !json {
         output::print(&plan::render::render(&p));
     }
@@ -347,9 +416,13 @@ async fn apply_saved(
             &stack.digest[..12]
         );
     }
-    let backend = LocalBackend::new(PathBuf::from(&p.stack.state_path));
-    let _lock = backend.lock("apply")?;
-    let state = backend.load()?;
+    let backend = match &p.stack.backend {
+        crate::state::BackendRef::Local { path } => LocalBackend::new(PathBuf::from(path)),
+    };
+    let _lock = backend.lock("apply", run.lock_timeout).await?;
+    // Checked against the state as the plan saw it (a crashed run's journal replayed in
+    // memory, as plan does); folded into the file only after that.
+    let state = backend.load().await?;
     match (&p.prior_state, &state) {
         (PriorState::NoStateYet, Some(s)) => bail!(
             "plan is stale: it was made when no state existed, but {} now exists (serial {}); it may already have been applied — re-run plan",
@@ -378,7 +451,8 @@ async fn apply_saved(
         }
         (PriorState::NoStateYet, None) => {}
     }
-    apply::check_fingerprints(&p, &stack).map_err(|e| anyhow!(e))?;
+    let state = apply::load_for_write(&backend).await?;
+    apply::check_fingerprints(registry(), &p, &stack).map_err(|e| anyhow!(e))?;
     let aws = Aws::load(stack.region.as_deref()).await;
     if !p.has_changes() {
         output::success("Apply complete! Nothing to do.");
@@ -406,20 +480,41 @@ async fn execute(
 ) -> anyhow::Result<Exit> {
     let events = TermEvents::new(json);
     let opts = apply_options(run, from_file);
-    let hooks = crate::cli::migrate::hooks(
+    let _signals = watch_signals(opts.cancel.clone(), &events);
+    let hooks = crate::operations::migrations::hooks(
         stack,
         p,
-        backend,
+        state.as_ref(),
         aws,
         &events,
         flags,
         Duration::from_secs(run.wait_timeout),
     );
-    let outcome = apply::apply(p, stack, backend, state, aws, &events, &opts, hooks).await;
+    let outcome = apply::apply(
+        registry(),
+        p,
+        stack,
+        backend,
+        state,
+        aws,
+        &events,
+        &opts,
+        hooks,
+    )
+    .await;
     summarize(&outcome, json)
 }
 
 fn summarize(o: &Outcome, json: bool) -> anyhow::Result<Exit> {
+    let exit = summarize_inner(o, json)?;
+    Ok(if o.interrupted {
+        Exit::Interrupted
+    } else {
+        exit
+    })
+}
+
+fn summarize_inner(o: &Outcome, json: bool) -> anyhow::Result<Exit> {
     let count = |a: plan::Action| o.completed.iter().filter(|(_, x)| *x == a).count();
     let line = format!(
         "Resources: {} added, {} changed, {} replaced, {} destroyed.",
@@ -435,6 +530,8 @@ fn summarize(o: &Outcome, json: bool) -> anyhow::Result<Exit> {
             "completed": o.completed.iter().map(|(a, x)| serde_json::json!({"address": a, "action": x.verb()})).collect::<Vec<_>>(),
             "failed": o.failed.iter().map(|(a, e)| serde_json::json!({"address": a, "error": e})).collect::<Vec<_>>(),
             "skipped": o.skipped.iter().map(|(a, r)| serde_json::json!({"address": a, "reason": r})).collect::<Vec<_>>(),
+            "interrupted": o.interrupted,
+            "state_error": o.save_error,
         }).to_string());
     }
     if o.ok() {
@@ -444,15 +541,104 @@ fn summarize(o: &Outcome, json: bool) -> anyhow::Result<Exit> {
         return Ok(Exit::Success);
     }
     if !json {
-        let mut msg = format!("\nApply failed. {line}\n");
+        let mut msg = format!(
+            "\nApply {}. {line}\n",
+            if o.interrupted {
+                "interrupted"
+            } else {
+                "failed"
+            }
+        );
         for (a, e) in &o.failed {
             msg.push_str(&format!("  ✗ {a}: {e}\n"));
         }
         for (a, r) in &o.skipped {
             msg.push_str(&format!("  - {a}: not started ({r})\n"));
         }
-        msg.push_str("State records everything that completed; fix the cause and run apply again.");
+        if let Some(e) = &o.save_error {
+            msg.push_str(&format!("  ✗ state: {e}\n"));
+        }
+        msg.push_str(if o.interrupted {
+            "Interrupted. State records everything that completed; run apply again to finish."
+        } else {
+            "State records everything that completed; fix the cause and run apply again."
+        });
         output::eprintln(&msg);
     }
     Ok(Exit::Failure)
+}
+
+/// `stackwright import`: read the resource by id and record it in state, changing nothing
+/// in AWS. The next plan shows only real differences.
+async fn import(
+    args: &StackArgs,
+    address: &str,
+    id: &str,
+    lock_timeout: Duration,
+) -> anyhow::Result<Exit> {
+    let stack = load_stack(args)?;
+    let r = stack.resources.get(address).ok_or_else(|| {
+        let all: Vec<&str> = stack.resources.keys().map(String::as_str).collect();
+        let d = crate::error::Diagnostic::new(format!(
+            "cannot import into `{address}`: the stack declares no such resource"
+        ));
+        match crate::error::suggest(address, all) {
+            Some(s) => d.hint(format!("did you mean `{s}`?")),
+            None => d.hint("declare the resource in the stack file first, then import it"),
+        }
+    })?;
+    let backend = backend_for(args, &stack);
+    let _lock = backend.lock("import", lock_timeout).await?;
+    let state = apply::load_for_write(&backend).await?;
+    check_state_belongs(&state, &backend, &stack)?;
+    if let Some(existing) = state.as_ref().and_then(|s| s.resources.get(address)) {
+        if existing.id == id {
+            output::success(&format!("{address} is already in state as `{id}`."));
+            return Ok(Exit::Success);
+        }
+        bail!(
+            "{address} is already in state with id `{}`; it cannot also be `{id}`",
+            existing.id
+        );
+    }
+    let aws = Aws::load(stack.region.as_deref()).await;
+    let data = crate::plan::diff::read_data(registry(), &stack, &aws).await?;
+    let resolution = crate::refresh::resolve_intents(
+        registry(),
+        &aws,
+        &stack,
+        state
+            .as_ref()
+            .unwrap_or(&State::new(&stack.name, stack.env.as_deref())),
+        &data.1,
+        &[(address.to_owned(), id.to_owned())],
+        16,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let Some(adoption) = resolution
+        .adoptions
+        .into_iter()
+        .find(|a| a.address == address)
+    else {
+        bail!("{address}: nothing to import");
+    };
+    let mut st = state.unwrap_or_else(|| State::new(&stack.name, stack.env.as_deref()));
+    let expected = st.saved_serial();
+    st.resources.insert(address.to_owned(), adoption.resource);
+    backend.save(&mut st, expected).await?;
+    output::success(&format!(
+        "Imported {} `{id}` as {address} (state serial {}).",
+        r.kind, st.serial
+    ));
+    output::println(&format!(
+        "Run `stackwright plan {}{}` to see how it differs from the stack.",
+        args.stack.display(),
+        stack
+            .env
+            .as_deref()
+            .map(|e| format!(" --env {e}"))
+            .unwrap_or_default()
+    ));
+    Ok(Exit::Success)
 }

@@ -64,6 +64,27 @@ pub struct RunArgs {
     /// Limit the plan to these resources and what they depend on; repeatable.
     #[arg(long = "target", value_name = "ADDRESS")]
     pub targets: Vec<String>,
+    /// How long to wait for another run's state lock ("0s": fail at once; "30s", "5m").
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
+}
+
+/// `"30s"`, `"5m"`, `"1h"`, `"250ms"`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; write it like 30s, 5m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
+        _ => return Err(format!("unknown unit `{unit}` in `{s}`; use ms, s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -149,6 +170,21 @@ pub enum Command {
         #[arg(long)]
         auto_approve: bool,
     },
+    /// Adopt an existing AWS resource into the stack's state, without changing it.
+    #[command(
+        after_help = "Examples:\n  stackwright import stacks/webapp.toml --env dev s3_bucket.uploads webapp-dev-uploads\n  stackwright import stacks/webapp.toml --env dev ssm_parameter.log_level /webapp/dev/LOG_LEVEL\n\nThe next plan then shows only real differences between the stack and the resource.\nTo review an import through plan instead, add to the stack file:\n  [[import]]\n  to = \"s3_bucket.uploads\"\n  id = \"webapp-dev-uploads\""
+    )]
+    Import {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// The resource's address in the stack, e.g. s3_bucket.uploads.
+        address: String,
+        /// Its AWS id: the bucket name, the parameter name, the DB identifier, the group name.
+        id: String,
+        /// How long to wait for another run's state lock.
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        lock_timeout: std::time::Duration,
+    },
     /// Print a saved plan.
     #[command(
         after_help = "Examples:\n  stackwright show prod.plan\n  stackwright show prod.plan --json"
@@ -214,6 +250,8 @@ pub enum Exit {
     Success,
     Changes,
     Failure,
+    /// Stopped by SIGINT/SIGTERM (128 + SIGINT, as shells report it).
+    Interrupted,
 }
 
 pub fn main() -> ExitCode {
@@ -228,6 +266,7 @@ pub fn main() -> ExitCode {
         Ok(Exit::Success) => ExitCode::SUCCESS,
         Ok(Exit::Changes) => ExitCode::from(2),
         Ok(Exit::Failure) => ExitCode::FAILURE,
+        Ok(Exit::Interrupted) => ExitCode::from(130),
         Err(e) => {
             output::error(&e);
             ExitCode::FAILURE

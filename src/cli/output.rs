@@ -4,6 +4,8 @@
 //! slow waits (RDS) is an indicatif spinner on a terminal and a plain line per status change
 //! otherwise, so CI logs stay readable.
 
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
+
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -12,8 +14,8 @@ use anstyle::{AnsiColor, Style};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Color;
-use crate::apply::events::{Event, EventSink};
 use crate::error::Diagnostic;
+use crate::events::{Event, EventSink};
 
 const RED: Style = AnsiColor::Red.on_default();
 const GREEN: Style = AnsiColor::Green.on_default();
@@ -125,7 +127,17 @@ pub struct TermEvents {
     spinners: Mutex<BTreeMap<String, ProgressBar>>,
 }
 
+/// Ends the process at once (a second Ctrl-C). The only exit outside `cli::main`.
+pub fn exit_now(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
 impl TermEvents {
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     pub fn new(json: bool) -> Self {
         TermEvents {
             json,
@@ -195,6 +207,16 @@ impl EventSink for TermEvents {
                 }
             }
             Event::Note { address, message } => println(&format!("{address}: {message}")),
+            Event::Checkpoint { key, .. } => {
+                tracing::debug!(key = %key, "checkpoint recorded");
+            }
+            Event::Created { address, id } => {
+                tracing::debug!(address = %address, id = %id, "created; id recorded");
+            }
+            Event::Interrupted { signal } => eprintln(&format!(
+                "\n{} ({signal}): finishing the calls already running, starting nothing new; press Ctrl-C again to stop at once",
+                paint(AnsiColor::Yellow.on_default().bold(), "Interrupt received")
+            )),
             Event::Skipped { address, reason } => {
                 println(&format!("{}: skipped ({reason})", paint(BOLD, &address)))
             }

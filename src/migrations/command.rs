@@ -10,7 +10,7 @@ use super::db::{self, MigrationLock, Redactor, db_error};
 use super::history::{self, row_to_applied};
 use super::runner::verify;
 use super::{MigrationError, MigrationSet, Mode, RunOptions, RunReport};
-use crate::apply::events::{Event, EventSink};
+use crate::events::{Event, EventSink};
 use crate::secret::SecretString;
 
 /// Lines of stderr kept for the error message.

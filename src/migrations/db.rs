@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::MigrationError;
-use crate::apply::events::{Event, EventSink};
+use crate::events::{Event, EventSink};
 use crate::secret::SecretString;
 
 const APPLICATION_NAME: &str = "stackwright migrations";

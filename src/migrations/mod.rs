@@ -69,7 +69,7 @@
 //! checksum = [`dir_digest`], applied_at, duration_ms, snapshot_id, applied_by, exit_code,
 //! success), kept apart so SQL-mode history never mistakes a run for a missing file. The URL
 //! is passed only in the environment variable [`MigrationSet::url_env`]; the tool's output is
-//! streamed as [`Event::Note`](crate::apply::events::Event::Note)s with the URL and password
+//! streamed as [`Event::Note`](crate::events::Event::Note)s with the URL and password
 //! replaced by `***`. `PGOPTIONS` gets `-c lock_timeout=…` (and `statement_timeout`) appended
 //! so libpq-based tools (psycopg2) get the same timeouts.
 //!
@@ -95,7 +95,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::apply::events::EventSink;
+use crate::events::EventSink;
 
 pub use command::run_command;
 pub use error::{FailedMigration, MigrationError};

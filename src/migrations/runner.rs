@@ -15,7 +15,7 @@ use super::{
     AppliedRow, FailedMigration, Finding, MigrationError, MigrationFile, MigrationSet, RunOptions,
     RunReport,
 };
-use crate::apply::events::Event;
+use crate::events::Event;
 use crate::secret::SecretString;
 
 /// `statement_timeout` for each verify query.

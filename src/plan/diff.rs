@@ -2,18 +2,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::StreamExt;
 use serde_json::Value;
 
 use super::{Action, After, AttrChange, Change, DataRead, Drift, Plan, PlanStack, PriorState};
-use crate::apply::events::NoEvents;
 use crate::error::Diagnostic;
-use crate::graph::Graph;
-use crate::providers::{Aws, Cx, Live, Provider, SecretMode, registry};
-use crate::secret::SecretString;
-use crate::stack::{Ref, Resource, Stack};
+use crate::eval::{PlannedMap, desired_attrs, lookup_data, lookup_planned, resolve, stack_graph};
+use crate::providers::{Aws, Live, Registry, SecretMode};
+use crate::refresh::{self, ToRead};
+use crate::stack::{Ref, Stack};
 use crate::state::State;
-use crate::value::{Attrs, Desired, Resolved, normalize};
+use crate::value::{Attrs, Desired, normalize};
 
 #[derive(Clone, Debug)]
 pub struct PlanOptions {
@@ -22,8 +20,11 @@ pub struct PlanOptions {
     pub concurrency: usize,
     pub destroy: bool,
     pub cli_vars: Vec<(String, String)>,
-    pub state_path: String,
+    pub backend: crate::state::BackendRef,
     pub wait_timeout: std::time::Duration,
+    /// `address → AWS id` to adopt into state (`stackwright import`, plus the stack's
+    /// `[[import]]` entries).
+    pub imports: Vec<(String, String)>,
 }
 
 impl Default for PlanOptions {
@@ -34,103 +35,52 @@ impl Default for PlanOptions {
             concurrency: 16,
             destroy: false,
             cli_vars: Vec::new(),
-            state_path: String::new(),
+            backend: crate::state::BackendRef::Local {
+                path: String::new(),
+            },
             wait_timeout: std::time::Duration::from_secs(3600),
+            imports: Vec::new(),
         }
     }
 }
 
-/// The dependency graph of a stack's resources and data sources.
-pub fn stack_graph(stack: &Stack) -> Graph {
-    Graph::new(
-        stack
-            .resources
-            .values()
-            .chain(stack.data.values())
-            .map(|r| (r.address.clone(), r.dependencies())),
-    )
-}
-
-/// Evaluates a resource's desired attributes. `lookup` answers references.
-pub fn desired_attrs(
-    r: &Resource,
-    provider: &dyn Provider,
-    lookup: &dyn Fn(&Ref) -> Desired,
-) -> BTreeMap<String, Desired> {
-    let mut out: BTreeMap<String, Desired> = r
-        .attrs
-        .iter()
-        .map(|(k, e)| (k.clone(), e.eval(lookup)))
-        .collect();
-    for a in provider.schema().attrs {
-        if let (false, Some(d)) = (out.contains_key(a.name), a.default.value()) {
-            out.insert(a.name.to_owned(), Desired::Known(d));
-        }
-    }
-    // A plain value the kind deems secret (a SecureString's value) is a secret from here on.
-    let sensitive: Vec<String> = out
-        .keys()
-        .filter(|k| provider.is_sensitive(k, &out))
-        .cloned()
-        .collect();
-    for k in sensitive {
-        if let Some(Desired::Known(v)) = out.get(&k) {
-            let s = crate::stack::expr::scalar_text(v);
-            out.insert(k, Desired::Secret(SecretString::new(s)));
-        }
-    }
-    out
-}
-
-/// Splits fully known desired values into the provider's input; `Err(attr)` names one still unknown.
-pub fn resolve(desired: &BTreeMap<String, Desired>) -> Result<Resolved, String> {
-    let mut r = Resolved::default();
-    for (k, v) in desired {
-        match v {
-            Desired::Known(v) => {
-                r.attrs.insert(k.clone(), v.clone());
+/// Reads every data source, in dependency order (they may reference each other).
+pub async fn read_data(
+    reg: &Registry,
+    stack: &Stack,
+    aws: &Aws,
+) -> Result<(Vec<DataRead>, BTreeMap<String, Attrs>), Diagnostic> {
+    let order = stack_graph(stack).topo_order()?;
+    let mut data_values: BTreeMap<String, Attrs> = BTreeMap::new();
+    let mut data_reads = Vec::new();
+    for addr in order.iter().filter(|a| a.starts_with("data.")) {
+        let r = &stack.data[addr];
+        let ds = reg.data_source(&r.kind).expect("validated kind");
+        let lookup = |rf: &Ref| lookup_data(&data_values, rf);
+        let mut desired: BTreeMap<String, Desired> = r
+            .attrs
+            .iter()
+            .map(|(k, e)| (k.clone(), e.eval(&lookup)))
+            .collect();
+        for a in ds.schema().attrs {
+            if let (false, Some(d)) = (desired.contains_key(a.name), a.default.value()) {
+                desired.insert(a.name.to_owned(), Desired::Known(d));
             }
-            Desired::Secret(s) => {
-                r.secrets.insert(k.clone(), s.clone());
-            }
-            Desired::Unknown => return Err(k.clone()),
         }
+        let args = resolve(&desired).map_err(|a| {
+            stack.attr_error(addr, &a, "data source argument is unknown at plan time")
+        })?;
+        let attrs = ds.read(aws, &args).await.map_err(|e| {
+            Diagnostic::new(format!("reading data source failed: {e}")).for_address(addr.clone())
+        })?;
+        tracing::info!(address = %addr, "data source read");
+        data_reads.push(DataRead {
+            address: addr.clone(),
+            attributes: attrs.clone(),
+        });
+        data_values.insert(addr.clone(), attrs);
     }
-    Ok(r)
-}
-
-/// What state may keep of a live read: everything but sensitive attributes, plus local ones.
-pub fn storable(
-    provider: &dyn Provider,
-    live: &Live,
-    desired: &BTreeMap<String, Desired>,
-) -> (Attrs, Vec<String>) {
-    let schema = provider.schema();
-    let mut sensitive: Vec<String> = desired
-        .iter()
-        .filter(|(k, v)| {
-            matches!(v, Desired::Secret(_))
-                || schema
-                    .attr(k)
-                    .is_some_and(|a| a.secret == SecretMode::WriteOnly)
-        })
-        .map(|(k, _)| k.clone())
-        .collect();
-    sensitive.sort();
-    let mut attrs: Attrs = live
-        .attrs
-        .iter()
-        .filter(|(k, _)| !sensitive.contains(k))
-        // What the stack does not manage is not recorded (nor read back on refresh).
-        .filter(|(k, _)| desired.contains_key(*k) || schema.is_output(k))
-        .map(|(k, v)| (k.clone(), normalize(v)))
-        .collect();
-    for a in schema.attrs.iter().filter(|a| a.local) {
-        if let Some(Desired::Known(v)) = desired.get(a.name) {
-            attrs.insert(a.name.to_owned(), v.clone());
-        }
-    }
-    (attrs, sensitive)
+    Ok((data_reads, data_values))
 }
 
 fn secret_text(v: &Value) -> String {
@@ -139,19 +89,19 @@ fn secret_text(v: &Value) -> String {
 
 /// Reads data sources, refreshes state, diffs every resource. Makes no change anywhere.
 pub async fn plan(
+    reg: &Registry,
     stack: &Stack,
     state: Option<&State>,
     aws: &Aws,
     opts: &PlanOptions,
 ) -> Result<Plan, Diagnostic> {
-    let reg = registry();
     let graph = stack_graph(stack);
     let order = graph.topo_order()?;
     let empty = State::new(&stack.name, stack.env.as_deref());
-    let st = state.unwrap_or(&empty);
+    let loaded = state.unwrap_or(&empty);
 
     for t in &opts.targets {
-        if stack.get(t).is_none() && !st.resources.contains_key(t) {
+        if stack.get(t).is_none() && !loaded.resources.contains_key(t) {
             let all: Vec<&str> = stack.resources.keys().map(String::as_str).collect();
             let d = Diagnostic::new(format!(
                 "--target {t} names no resource in the stack or its state"
@@ -174,45 +124,50 @@ pub async fn plan(
     let scoped = |a: &str| in_scope.as_ref().is_none_or(|s| s.contains(a));
 
     // 1. Data sources, in dependency order.
-    let mut data_values: BTreeMap<String, Attrs> = BTreeMap::new();
-    let mut data_reads = Vec::new();
-    if !opts.destroy {
-        for addr in order.iter().filter(|a| a.starts_with("data.")) {
-            let r = &stack.data[addr];
-            let ds = reg.data_source(&r.kind).expect("validated kind");
-            let lookup = |rf: &Ref| lookup_data(&data_values, rf);
-            let mut desired: BTreeMap<String, Desired> = r
-                .attrs
-                .iter()
-                .map(|(k, e)| (k.clone(), e.eval(&lookup)))
-                .collect();
-            for a in ds.schema().attrs {
-                if let (false, Some(d)) = (desired.contains_key(a.name), a.default.value()) {
-                    desired.insert(a.name.to_owned(), Desired::Known(d));
-                }
-            }
-            let args = resolve(&desired).map_err(|a| {
-                stack.attr_error(addr, &a, "data source argument is unknown at plan time")
-            })?;
-            let attrs = ds.read(aws, &args).await.map_err(|e| {
-                Diagnostic::new(format!("reading data source failed: {e}"))
-                    .for_address(addr.clone())
-            })?;
-            tracing::info!(address = %addr, "data source read");
-            data_reads.push(DataRead {
-                address: addr.clone(),
-                attributes: attrs.clone(),
-            });
-            data_values.insert(addr.clone(), attrs);
-        }
-    }
+    let (data_reads, data_values) = if opts.destroy {
+        (Vec::new(), BTreeMap::new())
+    } else {
+        read_data(reg, stack, aws).await?
+    };
 
-    // 2. Refresh, concurrently: every resource in state, and every desired one whose id is
+    // 2. Open intents of an interrupted apply and imports: adopt what exists.
+    let mut imports = opts.imports.clone();
+    if !opts.destroy {
+        imports.extend(stack.imports.iter().map(|i| (i.to.clone(), i.id.clone())));
+    }
+    let resolution = refresh::resolve_intents(
+        reg,
+        aws,
+        stack,
+        loaded,
+        &data_values,
+        &imports,
+        opts.concurrency,
+        opts.wait_timeout,
+    )
+    .await?;
+    let st = &resolution.state;
+    let adopted: BTreeMap<&str, &str> = resolution
+        .adoptions
+        .iter()
+        .map(|a| (a.address.as_str(), a.reason.as_str()))
+        .collect();
+    let resolved_notes: BTreeMap<&str, &str> = resolution
+        .resolved
+        .iter()
+        .map(|(a, n, _)| (a.as_str(), n.as_str()))
+        .collect();
+
+    // 3. Refresh, concurrently: every resource in state, and every desired one whose id is
     //    already decided (to notice one that exists but is not ours).
-    let mut to_read: Vec<(String, String, String)> = Vec::new(); // (address, kind, id)
+    let mut to_read: Vec<ToRead> = Vec::new();
     for (addr, rs) in &st.resources {
-        if scoped(addr) {
-            to_read.push((addr.clone(), rs.kind.clone(), rs.id.clone()));
+        if scoped(addr) && !resolution.live.contains_key(addr) {
+            to_read.push(ToRead {
+                address: addr.clone(),
+                kind: rs.kind.clone(),
+                id: rs.id.clone(),
+            });
         }
     }
     if !opts.destroy {
@@ -227,65 +182,44 @@ pub async fn plan(
             let lookup = |rf: &Ref| lookup_data(&data_values, rf);
             let d = desired_attrs(r, p, &lookup);
             if let Some(id) = p.id_for(&d) {
-                to_read.push((addr.clone(), r.kind.clone(), id));
+                to_read.push(ToRead {
+                    address: addr.clone(),
+                    kind: r.kind.clone(),
+                    id,
+                });
             }
         }
     }
-    let live: BTreeMap<String, Option<Live>> = if opts.refresh
-        || !to_read.iter().all(|(a, _, _)| st.resources.contains_key(a))
-    {
+    let mut live: BTreeMap<String, Option<Live>> = resolution.live.clone();
+    // Reads of adopted resources were made for the adoption; failed imports never get here.
+    let to_read: Vec<ToRead> = to_read
+        .into_iter()
+        .filter(|t| opts.refresh || !st.resources.contains_key(&t.address))
+        .collect();
+    if !to_read.is_empty() {
         // Only what is managed: what the stack sets (and schema defaults), what state
         // recorded, and outputs. Unmanaged attributes cost no AWS call.
-        let wanted: BTreeMap<&str, BTreeSet<String>> = to_read
+        let wanted: BTreeMap<String, BTreeSet<String>> = to_read
             .iter()
-            .filter_map(|(addr, kind, _)| {
-                let p = reg.provider(kind)?;
-                let schema = p.schema();
-                let mut w: BTreeSet<String> =
-                    schema.outputs.iter().map(|o| (*o).to_owned()).collect();
-                w.extend(
-                    schema
-                        .attrs
-                        .iter()
-                        .filter(|a| a.required || a.default.value().is_some())
-                        .map(|a| a.name.to_owned()),
-                );
-                if let Some(r) = stack.resources.get(addr) {
-                    w.extend(r.attrs.keys().cloned());
-                }
-                if let Some(rs) = st.resources.get(addr) {
-                    w.extend(rs.attributes.keys().cloned());
-                    w.extend(rs.sensitive_attributes.iter().cloned());
-                }
-                Some((addr.as_str(), w))
+            .filter_map(|t| {
+                Some((
+                    t.address.clone(),
+                    refresh::wanted_for(reg, stack, st, &t.address, &t.kind)?,
+                ))
             })
             .collect();
-        let wanted = &wanted;
-        let futs = to_read.iter().filter(|(a, _, _)| opts.refresh || !st.resources.contains_key(a)).map(|(addr, kind, id)| async move {
-            let p = reg.provider(kind).ok_or_else(|| {
-                Diagnostic::new(format!("state has a resource of kind `{kind}`, which this Stackwright does not know")).for_address(addr.clone())
-            })?;
-            let cx = Cx { aws, address: addr, events: &NoEvents, wait_timeout: opts.wait_timeout, poll_interval: std::time::Duration::from_secs(5), wanted: wanted.get(addr.as_str()) };
-            let started = std::time::Instant::now();
-            let live = p.read(&cx, id).await.map_err(|e| Diagnostic::new(format!("refresh failed: {e}")).for_address(addr.clone()))?;
-            tracing::debug!(address = %addr, id = %id, exists = live.is_some(), ms = started.elapsed().as_millis() as u64, "refreshed");
-            Ok::<_, Diagnostic>((addr.clone(), live))
-        });
-        let started = std::time::Instant::now();
-        let results: Vec<_> = futures::stream::iter(futs)
-            .buffer_unordered(opts.concurrency.max(1))
-            .collect()
-            .await;
-        tracing::info!(
-            resources = results.len(),
-            concurrency = opts.concurrency,
-            ms = started.elapsed().as_millis() as u64,
-            "refresh done"
+        live.extend(
+            refresh::read_all(
+                reg,
+                aws,
+                &to_read,
+                &wanted,
+                opts.concurrency,
+                opts.wait_timeout,
+            )
+            .await?,
         );
-        results.into_iter().collect::<Result<_, _>>()?
-    } else {
-        BTreeMap::new()
-    };
+    }
     // Without refresh, state stands in for live.
     let live_of = |addr: &str| -> Option<Attrs> {
         match live.get(addr) {
@@ -294,7 +228,7 @@ pub async fn plan(
         }
     };
 
-    // 3. Diff in dependency order, so references see what their targets will be.
+    // 4. Diff in dependency order, so references see what their targets will be.
     let mut changes: Vec<Change> = Vec::new();
     let mut planned: PlannedMap = BTreeMap::new();
     let mut fingerprints = BTreeMap::new();
@@ -322,13 +256,26 @@ pub async fn plan(
                 ))
                 .at(stack.location(r.span.clone()))
                 .for_address(addr.clone())
-                .hint("if it belongs to this stack, restore the state file from git; otherwise choose another name or delete it"));
+                .hint(format!(
+                    "if it belongs to this stack, adopt it: stackwright import {}{} {addr} {}\n          (or add [[import]] to = \"{addr}\", id = \"{}\" to the stack file); otherwise choose another name",
+                    stack.path.display(),
+                    stack.env.as_deref().map(|e| format!(" --env {e}")).unwrap_or_default(),
+                    l.id,
+                    l.id
+                )));
             }
-            let notes = p.check_change(current.as_ref(), &desired).map_err(|m| {
+            let refuse = |m: String| {
                 Diagnostic::new(m)
                     .at(stack.location(r.span.clone()))
                     .for_address(addr.clone())
-            })?;
+            };
+            // Notes and refusals for a create; an existing resource asks again below with
+            // the attributes that changed.
+            let notes = if prior.is_none() || current.is_none() {
+                p.plan_change(None, &desired, &[]).map_err(refuse)?.notes
+            } else {
+                Default::default()
+            };
             let mut change = Change {
                 address: addr.clone(),
                 kind: r.kind.clone(),
@@ -341,7 +288,11 @@ pub async fn plan(
                 notes: notes.notes,
                 warnings: notes.warnings,
                 after_changes: Vec::new(),
+                adopted: adopted.get(addr.as_str()).map(|r| (*r).to_owned()),
             };
+            if let Some(n) = resolved_notes.get(addr.as_str()) {
+                change.notes.push((*n).to_owned());
+            }
             match (&current, prior) {
                 (Some(cur), Some(pr)) => {
                     let local_state = &pr.attributes;
@@ -374,17 +325,24 @@ pub async fn plan(
                             }
                         };
                         let sensitive = matches!(want, Desired::Secret(_));
-                        if changed && a.force_new {
-                            change.replace_because.push(a.name.to_owned());
-                        }
                         change.attributes.push(AttrChange {
                             name: a.name.to_owned(),
                             before: if sensitive { None } else { have.cloned() },
                             after,
                             changed,
-                            forces_replacement: changed && a.force_new,
+                            forces_replacement: false,
                         });
                     }
+                    let changed: Vec<String> = change.changed_attrs();
+                    let planned = p
+                        .plan_change(Some(cur), &desired, &changed)
+                        .map_err(refuse)?;
+                    for a in change.attributes.iter_mut() {
+                        a.forces_replacement = planned.requires_replace.contains(&a.name);
+                    }
+                    change.replace_because = planned.requires_replace;
+                    change.notes.extend(planned.notes.notes);
+                    change.warnings.extend(planned.notes.warnings);
                     // Drift: live differs from what state recorded.
                     for a in schema
                         .attrs
@@ -406,7 +364,11 @@ pub async fn plan(
                     }
                     let meta_changed = pr.prevent_destroy != r.prevent_destroy;
                     if !change.replace_because.is_empty() {
-                        change.action = Action::Replace;
+                        change.action = if planned.create_before_destroy {
+                            Action::CreateThenDelete
+                        } else {
+                            Action::Replace
+                        };
                     } else if change.attributes.iter().any(|a| a.changed) || meta_changed {
                         change.action = Action::Update;
                     }
@@ -416,7 +378,7 @@ pub async fn plan(
                             pr.prevent_destroy, r.prevent_destroy
                         ));
                     }
-                    if change.action == Action::Replace {
+                    if matches!(change.action, Action::Replace | Action::CreateThenDelete) {
                         if pr.prevent_destroy || r.prevent_destroy {
                             return Err(prevent_destroy_error(
                                 stack,
@@ -490,7 +452,7 @@ pub async fn plan(
         }
     }
 
-    // 4. In state, not in the stack (or everything, for destroy): delete.
+    // 5. In state, not in the stack (or everything, for destroy): delete.
     for (addr, rs) in &st.resources {
         let removed = opts.destroy || !stack.resources.contains_key(addr);
         if !removed || !scoped(addr) {
@@ -525,6 +487,7 @@ pub async fn plan(
                 ],
                 warnings: Vec::new(),
                 after_changes: Vec::new(),
+                adopted: None,
             });
             continue;
         }
@@ -554,9 +517,14 @@ pub async fn plan(
             after_changes: st
                 .resources
                 .iter()
-                .filter(|(_, o)| o.depends_on.contains(addr))
+                .filter(|(_, o)| {
+                    // The old object of a create-then-delete waits for its base's dependants.
+                    let base = addr.strip_suffix(crate::apply::DEPOSED).unwrap_or(addr);
+                    o.depends_on.iter().any(|d| d == base)
+                })
                 .map(|(a, _)| a.clone())
                 .collect(),
+            adopted: adopted.get(addr.as_str()).map(|r| (*r).to_owned()),
         });
     }
 
@@ -577,7 +545,7 @@ pub async fn plan(
             env: stack.env.clone(),
             cli_vars: opts.cli_vars.clone(),
             digest: stack.digest.clone(),
-            state_path: opts.state_path.clone(),
+            backend: opts.backend.clone(),
         },
         prior_state: match state {
             Some(s) => PriorState::Existing {
@@ -592,6 +560,8 @@ pub async fn plan(
         changes,
         migrations: None,
         secret_fingerprints: fingerprints,
+        adoptions: resolution.adoptions,
+        resolved_intents: resolution.resolved.into_iter().map(|(_, _, e)| e).collect(),
         summary,
     })
 }
@@ -611,119 +581,4 @@ fn prevent_destroy_error(stack: &Stack, addr: &str, verb: &str, because: &[Strin
         None => d,
     };
     d.hint("to allow it, set lifecycle = { prevent_destroy = false } on the resource and apply that first")
-}
-
-fn lookup_data(data: &BTreeMap<String, Attrs>, rf: &Ref) -> Desired {
-    match data.get(&rf.address).and_then(|a| a.get(&rf.attr)) {
-        Some(v) => Desired::Known(v.clone()),
-        None => Desired::Unknown,
-    }
-}
-
-type PlannedMap = BTreeMap<String, (BTreeMap<String, Desired>, Action, Option<Attrs>)>;
-
-fn lookup_planned(data: &BTreeMap<String, Attrs>, planned: &PlannedMap, rf: &Ref) -> Desired {
-    if rf.address.starts_with("data.") {
-        return lookup_data(data, rf);
-    }
-    let Some((desired, _action, known)) = planned.get(&rf.address) else {
-        return Desired::Unknown;
-    };
-    // Inputs are what the stack says; outputs only what an existing resource already has.
-    if let Some(d) = desired.get(&rf.attr) {
-        return d.clone();
-    }
-    match known.as_ref().and_then(|k| k.get(&rf.attr)) {
-        Some(v) => Desired::Known(v.clone()),
-        None => Desired::Unknown,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use serde_json::json;
-
-    use super::*;
-    use crate::stack::Expr;
-
-    fn ssm_resource(value: Expr, ty: &str) -> Resource {
-        let mut attrs = BTreeMap::new();
-        attrs.insert("name".to_owned(), Expr::Lit(json!("/a/b")));
-        attrs.insert("type".to_owned(), Expr::Lit(json!(ty)));
-        attrs.insert("value".to_owned(), value);
-        Resource {
-            address: "ssm_parameter.p".into(),
-            kind: "ssm_parameter".into(),
-            name: "p".into(),
-            attrs,
-            depends_on: vec![],
-            prevent_destroy: false,
-            span: 0..0,
-            attr_spans: BTreeMap::new(),
-        }
-    }
-
-    #[test]
-    fn desired_makes_secure_strings_secret_and_leaves_unset_attributes_unmanaged() {
-        let p = registry().provider("ssm_parameter").unwrap();
-        let r = ssm_resource(Expr::Lit(json!("plain")), "SecureString");
-        let d = desired_attrs(&r, p, &|_| Desired::Unknown);
-        assert_eq!(d["value"], Desired::Secret(SecretString::new("plain")));
-        assert_eq!(d["type"], Desired::Known(json!("SecureString")));
-        // No value and no schema default: not managed, so not read back on refresh either.
-        assert!(
-            !d.contains_key("tier"),
-            "an unset attribute without default is not managed"
-        );
-        let input = resolve(&d).unwrap();
-        assert!(!input.attrs.contains_key("value"));
-        assert_eq!(input.plain_or_secret("value"), Some("plain"));
-
-        let r = ssm_resource(
-            Expr::Ref(Ref {
-                address: "s3_bucket.b".into(),
-                attr: "arn".into(),
-            }),
-            "String",
-        );
-        let d = desired_attrs(&r, p, &|_| Desired::Unknown);
-        assert_eq!(d["value"], Desired::Unknown);
-        assert_eq!(resolve(&d).unwrap_err(), "value");
-    }
-
-    #[test]
-    fn storable_drops_secrets_and_keeps_local_attributes() {
-        let p = registry().provider("s3_bucket").unwrap();
-        let mut desired = BTreeMap::new();
-        desired.insert("name".to_owned(), Desired::Known(json!("b")));
-        desired.insert("force_destroy".to_owned(), Desired::Known(json!(true)));
-        let live = Live {
-            id: "b".into(),
-            attrs: [("name".to_owned(), json!("b"))].into_iter().collect(),
-        };
-        let (attrs, sensitive) = storable(p, &live, &desired);
-        assert_eq!(attrs["force_destroy"], json!(true));
-        assert!(sensitive.is_empty());
-
-        let p = registry().provider("ssm_parameter").unwrap();
-        let mut desired = BTreeMap::new();
-        desired.insert(
-            "value".to_owned(),
-            Desired::Secret(SecretString::new("s3cr3t")),
-        );
-        let live = Live {
-            id: "/a".into(),
-            attrs: [
-                ("value".to_owned(), json!("s3cr3t")),
-                ("name".to_owned(), json!("/a")),
-            ]
-            .into_iter()
-            .collect(),
-        };
-        let (attrs, sensitive) = storable(p, &live, &desired);
-        assert!(!attrs.contains_key("value"));
-        assert_eq!(sensitive, ["value"]);
-    }
 }

@@ -15,7 +15,8 @@ use serde_json::Value;
 
 pub use diff::{PlanOptions, plan};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: `stack.backend` (a backend descriptor) replaced `stack.state_path`; adoptions.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Terraform's small closed set; the symbol is also the printed glyph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -27,6 +28,8 @@ pub enum Action {
     Update,
     /// Delete, then create (names are unique, so the old one must go first).
     Replace,
+    /// Create the new one, move what references it, then delete the old one.
+    CreateThenDelete,
     Delete,
 }
 
@@ -38,6 +41,7 @@ impl Action {
             Action::Create => "+",
             Action::Update => "~",
             Action::Replace => "-/+",
+            Action::CreateThenDelete => "+/-",
             Action::Delete => "-",
         }
     }
@@ -48,6 +52,7 @@ impl Action {
             Action::Create => "create",
             Action::Update => "update",
             Action::Replace => "replace",
+            Action::CreateThenDelete => "replace (create first)",
             Action::Delete => "delete",
         }
     }
@@ -110,6 +115,10 @@ pub struct Change {
     /// Addresses this change must wait for (dependencies, or dependants being deleted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after_changes: Vec<String>,
+    /// Why the resource is taken into state by this plan (adoption after an interrupted
+    /// apply, or an import); the change is then planned against what AWS holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<String>,
 }
 
 impl Change {
@@ -151,7 +160,8 @@ pub struct PlanStack {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cli_vars: Vec<(String, String)>,
     pub digest: String,
-    pub state_path: String,
+    /// Where the state lives: apply of this plan writes there and nowhere else.
+    pub backend: crate::state::BackendRef,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -176,6 +186,9 @@ pub struct MigrationsPlan {
     pub snapshot: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked: Option<String>,
+    /// Where an interrupted run stopped ("interrupted after 0003 …"), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
     /// Tool mode: the folder digest that will be recorded after a successful run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_digest: Option<String>,
@@ -199,16 +212,25 @@ pub struct Plan {
     /// `address.attr` → argon2id fingerprint of each secret this plan will write.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_fingerprints: BTreeMap<String, String>,
+    /// Resources apply records in state before anything else: found in AWS after an
+    /// interrupted apply, or imported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adoptions: Vec<crate::refresh::Adoption>,
+    /// Open intents of an interrupted apply that this plan resolved without adoption, as
+    /// the journal entries apply records for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved_intents: Vec<crate::state::Entry>,
     pub summary: Summary,
 }
 
 impl Plan {
     pub fn has_changes(&self) -> bool {
-        self.changes.iter().any(|c| c.action != Action::NoOp)
-            || self
-                .migrations
-                .as_ref()
-                .is_some_and(|m| !m.pending.is_empty() || m.unknown_reason.is_some())
+        !self.adoptions.is_empty()
+            || !self.resolved_intents.is_empty()
+            || self.changes.iter().any(|c| c.action != Action::NoOp)
+            || self.migrations.as_ref().is_some_and(|m| {
+                !m.pending.is_empty() || m.unknown_reason.is_some() || m.interrupted.is_some()
+            })
     }
 
     pub fn summarize(changes: &[Change]) -> Summary {
@@ -217,7 +239,7 @@ impl Plan {
             match c.action {
                 Action::Create => s.add += 1,
                 Action::Update => s.change += 1,
-                Action::Replace => s.replace += 1,
+                Action::Replace | Action::CreateThenDelete => s.replace += 1,
                 Action::Delete => s.destroy += 1,
                 Action::NoOp | Action::Read => {}
             }

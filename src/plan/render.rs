@@ -25,7 +25,7 @@ fn action_style(a: Action) -> Style {
     match a {
         Action::Create => GREEN,
         Action::Update => YELLOW,
-        Action::Replace | Action::Delete => RED,
+        Action::Replace | Action::CreateThenDelete | Action::Delete => RED,
         Action::Read => CYAN,
         Action::NoOp => DIM,
     }
@@ -163,8 +163,13 @@ fn what(c: &Change) -> String {
             "must be replaced (because {} changed)",
             c.replace_because.join(", ")
         ),
+        Action::CreateThenDelete => format!(
+            "must be replaced, the new one created first (because {} changed)",
+            c.replace_because.join(", ")
+        ),
         Action::Delete => "will be destroyed".into(),
         Action::Read => "will be read".into(),
+        Action::NoOp if c.adopted.is_some() => "will be taken into state as it is".into(),
         Action::NoOp => "is up to date".into(),
     }
 }
@@ -177,6 +182,9 @@ fn render_change(out: &mut String, c: &Change) {
         paint(BOLD, &format!("# {}", c.address)),
         what(c)
     );
+    if let Some(why) = &c.adopted {
+        let _ = writeln!(out, "  {}", paint(CYAN, &format!("# {why}")));
+    }
     if c.deleted_outside {
         let _ = writeln!(
             out,
@@ -294,7 +302,7 @@ pub fn render(plan: &Plan) -> String {
     let mut active: Vec<&Change> = plan
         .changes
         .iter()
-        .filter(|c| c.action != Action::NoOp)
+        .filter(|c| c.action != Action::NoOp || c.adopted.is_some())
         .collect();
     // Destroys and replaces first: they are what a reader must not miss.
     active.sort_by_key(|c| {
@@ -315,6 +323,13 @@ pub fn render(plan: &Plan) -> String {
             "{}",
             paint(BOLD, &format!("Migrations against {}:", m.database))
         );
+        if let Some(i) = &m.interrupted {
+            let _ = writeln!(
+                out,
+                "  {}",
+                paint(YELLOW.bold(), &format!("migrations: {i}"))
+            );
+        }
         if let Some(r) = &m.unknown_reason {
             let _ = writeln!(out, "  {r}");
         }
@@ -376,6 +391,25 @@ pub fn render(plan: &Plan) -> String {
             s.replace,
             s.destroy
         );
+        let adopted = plan.adoptions.len();
+        if adopted > 0 || !plan.resolved_intents.is_empty() {
+            let _ = writeln!(
+                out,
+                "{}",
+                paint(
+                    CYAN,
+                    &format!(
+                        "State: {adopted} to adopt, {} interrupted operation{} resolved.",
+                        plan.resolved_intents.len(),
+                        if plan.resolved_intents.len() == 1 {
+                            ""
+                        } else {
+                            "s"
+                        }
+                    )
+                )
+            );
+        }
     }
     out
 }
@@ -459,6 +493,7 @@ mod tests {
             notes: vec![],
             warnings: vec![],
             after_changes: vec![],
+            adopted: None,
         }
     }
 
@@ -552,7 +587,9 @@ mod tests {
                 env: Some("dev".into()),
                 cli_vars: vec![],
                 digest: "d".into(),
-                state_path: "state/w/dev.json".into(),
+                backend: crate::state::BackendRef::Local {
+                    path: "state/w/dev.json".into(),
+                },
             },
             prior_state: PriorState::NoStateYet,
             destroy: false,
@@ -565,6 +602,8 @@ mod tests {
             changes,
             migrations: None,
             secret_fingerprints: BTreeMap::new(),
+            adoptions: vec![],
+            resolved_intents: vec![],
         }
     }
 

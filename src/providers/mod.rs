@@ -7,6 +7,10 @@
 //! by [`Aws`], built once from `aws-config`'s standard chain.
 
 pub mod schema;
+pub mod toolkit;
+
+#[cfg(test)]
+pub mod memory;
 
 mod data_subnets;
 mod data_vpc;
@@ -24,7 +28,7 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::apply::events::{Event, EventSink};
+use crate::events::{Event, EventSink};
 use crate::value::{Attrs, Desired, Resolved};
 pub use schema::{Attr, Schema, SecretMode, Ty};
 
@@ -135,6 +139,11 @@ pub struct Cx<'a> {
     /// outputs); `None` means all. Lets a refresh skip AWS calls for attributes nobody
     /// manages, which is most of what makes a no-change plan fast.
     pub wanted: Option<&'a std::collections::BTreeSet<String>>,
+    /// The resource as state holds it (attributes and private data), for update and delete.
+    pub prior: Option<&'a crate::state::ResourceState>,
+    /// The state's lineage, for the ownership tags of kinds whose id AWS assigns
+    /// ([`toolkit::LINEAGE_TAG`]); empty outside apply.
+    pub lineage: &'a str,
 }
 
 impl Cx<'_> {
@@ -150,6 +159,15 @@ impl Cx<'_> {
             elapsed,
         });
     }
+    /// Reports the id AWS just returned for a resource being created, before any wait, so
+    /// that a crash or a failed wait afterwards never loses it.
+    pub fn created(&self, id: &str) {
+        self.events.emit(Event::Created {
+            address: self.address.to_owned(),
+            id: id.to_owned(),
+        });
+    }
+
     pub fn note(&self, message: impl Into<String>) {
         self.events.emit(Event::Note {
             address: self.address.to_owned(),
@@ -165,6 +183,23 @@ impl Cx<'_> {
 pub struct Live {
     pub id: String,
     pub attrs: Attrs,
+    /// Provider-owned data to keep in state with the resource (a previous revision); `None`
+    /// keeps what state held. Never a secret.
+    pub private: Option<serde_json::Value>,
+}
+
+/// What a provider decides about a planned change (Terraform's PlanResourceChange): which
+/// attributes force a replacement, whether the new one must exist before the old one goes,
+/// and what the plan should say.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlannedChange {
+    /// The changed attributes that force a replacement (empty: update in place).
+    pub requires_replace: Vec<String>,
+    /// Replace by creating the new resource first and deleting the old one after everything
+    /// that references it moved (`+/-`), for resources others point at while they are
+    /// replaced (target groups behind a listener, task definitions behind a service).
+    pub create_before_destroy: bool,
+    pub notes: ChangeNotes,
 }
 
 /// What the plan should say about a change beyond the attribute diff.
@@ -188,8 +223,23 @@ pub trait Provider: Send + Sync {
     }
 
     /// The AWS identifier the resource will have, when the configuration decides it
-    /// (bucket name, parameter name); used to notice a resource that exists but is not in state.
-    fn id_for(&self, desired: &BTreeMap<String, Desired>) -> Option<String>;
+    /// (bucket name, parameter name); used to notice a resource that exists but is not in
+    /// state, and recorded in the intent before a create. Default: the `name` attribute.
+    fn id_for(&self, desired: &BTreeMap<String, Desired>) -> Option<String> {
+        toolkit::id_from(desired, "name")
+    }
+
+    /// For kinds whose id AWS assigns (ARNs): finds what an interrupted create made before
+    /// its id was recorded, by the [`toolkit::ADDRESS_TAG`] and [`toolkit::LINEAGE_TAG`]
+    /// tags its create sets. Kinds whose id the stack decides never need it.
+    async fn find_created(
+        &self,
+        _cx: &Cx<'_>,
+        _address: &str,
+        _lineage: &str,
+    ) -> Result<Option<Live>> {
+        Ok(None)
+    }
 
     /// Reads the managed attributes; `None` when it does not exist.
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>>;
@@ -204,7 +254,33 @@ pub trait Provider: Send + Sync {
     ) -> Result<Live>;
     async fn delete(&self, cx: &Cx<'_>, id: &str, prior: &Attrs) -> Result<()>;
 
-    /// Refuses impossible changes at plan time (shrinking storage) and explains others.
+    /// Decides a change at plan time: refuses impossible ones (`Err`, shown with the
+    /// resource's address), says which changed attributes force a replacement and how it
+    /// is carried out, and adds notes. `prior` is the live (or stored) attributes when the
+    /// resource exists; `changed` the attributes whose desired value differs. The default:
+    /// the schema's `force_new` attributes replace, delete first, notes from
+    /// [`Provider::check_change`].
+    fn plan_change(
+        &self,
+        prior: Option<&Attrs>,
+        desired: &BTreeMap<String, Desired>,
+        changed: &[String],
+    ) -> std::result::Result<PlannedChange, String> {
+        let notes = self.check_change(prior, desired)?;
+        let requires_replace = changed
+            .iter()
+            .filter(|c| self.schema().attr(c).is_some_and(|a| a.force_new))
+            .cloned()
+            .collect();
+        Ok(PlannedChange {
+            requires_replace,
+            create_before_destroy: false,
+            notes,
+        })
+    }
+
+    /// Refuses impossible changes at plan time (shrinking storage) and explains others;
+    /// the part of [`Provider::plan_change`] most kinds need.
     /// `prior` is the live (or stored) attributes when the resource exists.
     fn check_change(
         &self,
@@ -235,6 +311,14 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A registry of exactly these kinds (the engine's unit tests use an in-memory one).
+    pub fn new(providers: Vec<Box<dyn Provider>>, data: Vec<Box<dyn DataSource>>) -> Self {
+        Registry {
+            providers: providers.into_iter().map(|p| (p.kind(), p)).collect(),
+            data: data.into_iter().map(|d| (d.kind(), d)).collect(),
+        }
+    }
+
     pub fn provider(&self, kind: &str) -> Option<&dyn Provider> {
         self.providers.get(kind).map(|p| p.as_ref())
     }
@@ -262,10 +346,7 @@ pub fn registry() -> &'static Registry {
         ];
         let data: Vec<Box<dyn DataSource>> =
             vec![Box::new(data_vpc::Vpc), Box::new(data_subnets::Subnets)];
-        Registry {
-            providers: providers.into_iter().map(|p| (p.kind(), p)).collect(),
-            data: data.into_iter().map(|d| (d.kind(), d)).collect(),
-        }
+        Registry::new(providers, data)
     })
 }
 

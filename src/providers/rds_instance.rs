@@ -145,7 +145,7 @@ impl Provider for RdsInstance {
     }
 
     fn id_for(&self, desired: &BTreeMap<String, Desired>) -> Option<String> {
-        known_str(desired, "identifier").map(str::to_owned)
+        super::toolkit::id_from(desired, "identifier")
     }
 
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>> {
@@ -189,6 +189,8 @@ impl Provider for RdsInstance {
             req = req.tags(tag);
         }
         req.send().await.map_err(aws_err)?;
+        // Recorded before the (long) wait: a timeout or a kill mid-wait loses nothing.
+        cx.created(id);
 
         let cx = with_timeout(cx, input.int("wait_timeout_minutes"));
         let db = wait_settled(&cx, id, Settle::Created).await?;
@@ -605,7 +607,11 @@ fn live_of(db: &DbInstance) -> Live {
     }
     put_str(&mut a, "resource_id", db.dbi_resource_id());
     put_str(&mut a, "status", db.db_instance_status());
-    Live { id, attrs: a }
+    Live {
+        id,
+        attrs: a,
+        private: None,
+    }
 }
 
 /// What "settled" means for one wait.

@@ -62,10 +62,6 @@ impl Provider for RdsParameterGroup {
         &SCHEMA
     }
 
-    fn id_for(&self, desired: &BTreeMap<String, Desired>) -> Option<String> {
-        known_str(desired, "name").map(str::to_owned)
-    }
-
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>> {
         let Some(group) = describe(cx.aws, id).await? else {
             return Ok(None);
@@ -90,7 +86,11 @@ impl Provider for RdsParameterGroup {
         if let Some(arn) = group.db_parameter_group_arn() {
             a.insert("arn".into(), Value::from(arn));
         }
-        Ok(Some(Live { id: name, attrs: a }))
+        Ok(Some(Live {
+            id: name,
+            attrs: a,
+            private: None,
+        }))
     }
 
     async fn create(&self, cx: &Cx<'_>, input: &Resolved) -> Result<Live> {
@@ -105,6 +105,7 @@ impl Provider for RdsParameterGroup {
             .send()
             .await
             .map_err(aws_err)?;
+        cx.created(name);
         set_parameters(
             cx.aws,
             name,

@@ -44,10 +44,6 @@ impl Provider for RdsSubnetGroup {
         &SCHEMA
     }
 
-    fn id_for(&self, desired: &BTreeMap<String, Desired>) -> Option<String> {
-        known_str(desired, "name").map(str::to_owned)
-    }
-
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>> {
         let Some(group) = describe(cx.aws, id).await? else {
             return Ok(None);
@@ -71,6 +67,7 @@ impl Provider for RdsSubnetGroup {
             .send()
             .await
             .map_err(aws_err)?;
+        cx.created(name);
         self.read(cx, name).await?.ok_or_else(|| {
             AwsError::local(format!(
                 "DB subnet group {name} not found right after it was created"
@@ -213,5 +210,9 @@ fn live_of(group: &DbSubnetGroup, tags: &BTreeMap<String, String>) -> Live {
     if let Some(vpc) = group.vpc_id() {
         a.insert("vpc_id".into(), Value::from(vpc));
     }
-    Live { id, attrs: a }
+    Live {
+        id,
+        attrs: a,
+        private: None,
+    }
 }

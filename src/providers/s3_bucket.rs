@@ -117,12 +117,6 @@ impl Provider for S3Bucket {
     fn schema(&self) -> &'static Schema {
         &SCHEMA
     }
-    fn id_for(&self, desired: &BTreeMap<String, Desired>) -> Option<String> {
-        match desired.get("name") {
-            Some(Desired::Known(Value::String(name))) => Some(name.clone()),
-            _ => None,
-        }
-    }
 
     fn check_change(
         &self,
@@ -198,6 +192,7 @@ impl Provider for S3Bucket {
             );
         }
         req.send().await.map_err(aws_err)?;
+        cx.created(name);
 
         // A new bucket can take a moment to be visible to the sub-resource calls.
         // Writes are sequential: S3 answers concurrent configuration changes to one bucket
@@ -220,19 +215,9 @@ impl Provider for S3Bucket {
             }
             Ok::<(), AwsError>(())
         };
-        if let Err(mut e) = configure.await {
-            // The bucket is new and empty: remove it rather than leave a half-configured
-            // bucket that is in no state.
-            match s3.delete_bucket().bucket(name).send().await {
-                Ok(_) => e.message.push_str(&format!(
-                    " (bucket {name} was created, then deleted again because configuring it failed)"
-                )),
-                Err(_) => e.message.push_str(&format!(
-                    " (bucket {name} was created but could not be configured or deleted: delete it before applying again)"
-                )),
-            }
-            return Err(e);
-        }
+        // A failure here leaves the bucket half configured but recorded (its id is in the
+        // journal): the next plan adopts it and finishes the configuration as an update.
+        configure.await?;
 
         read_back(cx, name).await
     }
@@ -552,6 +537,7 @@ async fn read_bucket(
     Ok(Some(Live {
         id: id.to_owned(),
         attrs,
+        private: None,
     }))
 }
 

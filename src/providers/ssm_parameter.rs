@@ -77,13 +77,6 @@ impl Provider for SsmParameter {
             }
     }
 
-    fn id_for(&self, desired: &BTreeMap<String, Desired>) -> Option<String> {
-        match desired.get("name") {
-            Some(Desired::Known(Value::String(name))) => Some(name.clone()),
-            _ => None,
-        }
-    }
-
     fn check_change(
         &self,
         prior: Option<&Attrs>,
@@ -128,6 +121,7 @@ impl Provider for SsmParameter {
             .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(build_err))
             .collect::<Result<Vec<_>>>()?;
         put_parameter(ssm, name, input, false, tags).await?;
+        cx.created(name);
         read_back(ssm, name).await
     }
 
@@ -377,6 +371,7 @@ async fn read_parameter(
     Ok(Some(Live {
         id: name.to_owned(),
         attrs,
+        private: None,
     }))
 }
 

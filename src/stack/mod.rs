@@ -33,6 +33,8 @@ pub struct Stack {
     pub resources: BTreeMap<String, Resource>,
     pub data: BTreeMap<String, Resource>,
     pub migrations: Option<MigrationsDecl>,
+    /// `[[import]]` entries: existing AWS resources to adopt, reviewed through plan.
+    pub imports: Vec<ImportDecl>,
     /// sha256 over the file, the environment, the variables and every `from_file` it read.
     pub digest: String,
 }
@@ -63,6 +65,14 @@ impl Resource {
         deps.retain(|d| d != &self.address);
         deps
     }
+}
+
+/// `[[import]] to = "s3_bucket.legacy", id = "legacy-bucket"`.
+#[derive(Debug, Clone)]
+pub struct ImportDecl {
+    pub to: String,
+    pub id: String,
+    pub span: Range<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

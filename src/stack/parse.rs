@@ -11,13 +11,13 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::expr::{Expr, Part, RawPart, Ref, split_template};
-use super::{LoadOptions, MigrationsDecl, Resource, SnapshotPolicy, Stack, UrlSource};
+use super::{ImportDecl, LoadOptions, MigrationsDecl, Resource, SnapshotPolicy, Stack, UrlSource};
 use crate::error::{Diagnostic, Location, suggest};
 use crate::providers::{Attr, Schema, SecretMode, Ty, registry};
 use crate::secret::SecretString;
 
 const META_KEYS: &[&str] = &["depends_on", "lifecycle"];
-const TOP_KEYS: &[&str] = &["stack", "vars", "env", "migrations", "data"];
+const TOP_KEYS: &[&str] = &["stack", "vars", "env", "migrations", "data", "import"];
 
 struct Cx<'a> {
     path: &'a Path,
@@ -30,6 +30,14 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn err(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
+        // Interpolation offsets come from the decoded string: snap them to char boundaries.
+        let b = |i: usize| {
+            (0..=i.min(self.source.len()))
+                .rev()
+                .find(|&i| self.source.is_char_boundary(i))
+                .unwrap_or(0)
+        };
+        let span = b(span.start)..b(span.end);
         Diagnostic::new(message).at(Location::from_span(self.path, self.source, span))
     }
 }
@@ -302,9 +310,11 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     let mut resources = BTreeMap::new();
     let mut data = BTreeMap::new();
     let mut migrations = None;
+    let mut imports_v = None;
     for (top, tspan, v) in entries(root) {
         match top {
             "stack" | "vars" | "env" => {}
+            "import" => imports_v = Some(v),
             "migrations" => migrations = Some((v, tspan)),
             "data" => {
                 for (dkind, dspan, dv) in entries(as_table(&cx, v, "data")?) {
@@ -357,9 +367,13 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         resources,
         data,
         migrations: None,
+        imports: Vec::new(),
         digest: String::new(),
     };
     check_references(&cx, &stack)?;
+    if let Some(v) = imports_v {
+        stack.imports = import_decls(&cx, v, &stack)?;
+    }
     if let Some((v, tspan)) = migrations {
         stack.migrations = Some(migrations_decl(&cx, v, tspan, &stack)?);
     }
@@ -813,6 +827,68 @@ fn check_references(cx: &Cx<'_>, stack: &Stack) -> Result<(), Diagnostic> {
         }
     }
     Ok(())
+}
+
+/// `[[import]]` tables: each names a declared resource (`to`) and the AWS id to adopt.
+fn import_decls(
+    cx: &Cx<'_>,
+    v: &Spanned<DeValue<'_>>,
+    stack: &Stack,
+) -> Result<Vec<ImportDecl>, Diagnostic> {
+    let DeValue::Array(items) = v.get_ref() else {
+        return Err(cx
+            .err(v.span(), "`import` must be an array of tables")
+            .hint("write each as [[import]]\nto = \"s3_bucket.legacy\"\nid = \"legacy-bucket\""));
+    };
+    let mut out: Vec<ImportDecl> = Vec::new();
+    for item in items {
+        let t = as_table(cx, item, "import")?;
+        let (mut to, mut id) = (None, None);
+        for (k, kspan, val) in entries(t) {
+            match k {
+                "to" => to = Some((as_str(cx, val, k)?.to_owned(), val.span())),
+                "id" => {
+                    let e = interpolate(cx, as_str(cx, val, k)?, val.span())?;
+                    let Expr::Lit(Value::String(s)) = e else {
+                        return Err(cx.err(
+                            val.span(),
+                            "`id` of an import may use ${var.*}, ${env} and ${stack.*} only",
+                        ));
+                    };
+                    id = Some(s);
+                }
+                _ => return Err(unknown_key(cx, k, kspan, "[[import]]", &["to", "id"])),
+            }
+        }
+        let (Some((to, to_span)), Some(id)) = (to, id) else {
+            return Err(cx
+                .err(item.span(), "an [[import]] needs both `to` and `id`")
+                .hint(
+                    "to = \"s3_bucket.legacy\" (the address), id = \"legacy-bucket\" (the AWS id)",
+                ));
+        };
+        if !stack.resources.contains_key(&to) {
+            let d = cx.err(
+                to_span,
+                format!("[[import]] names `{to}`, which is not declared"),
+            );
+            return Err(
+                match suggest(&to, stack.resources.keys().map(String::as_str)) {
+                    Some(s) => d.hint(format!("did you mean `{s}`?")),
+                    None => d.hint("declare the resource, then import into it"),
+                },
+            );
+        }
+        if out.iter().any(|i| i.to == to) {
+            return Err(cx.err(to_span, format!("`{to}` is imported twice")));
+        }
+        out.push(ImportDecl {
+            to,
+            id,
+            span: item.span(),
+        });
+    }
+    Ok(out)
 }
 
 fn migrations_decl(

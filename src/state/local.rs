@@ -1,33 +1,41 @@
-//! The local-file backend: `state/<stack>/<env>.json` next to the code, with a lock file
-//! beside it so two runs on one machine never write together.
+//! The local-file backend: `state/<stack>/<env>.json` next to the code, its write-ahead
+//! journal beside it, and a lock file held with an OS lock (`flock`) for the whole run, so
+//! two runs on one machine never write together and a crashed run never blocks the next:
+//! the OS drops the lock when the process dies (as Terraform's local backend does).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use super::{Backend, State};
+use super::journal;
+use super::{Backend, LockError, LockInfo, SaveError, State};
 
 pub struct LocalBackend {
     pub path: PathBuf,
 }
 
-/// Removes the lock file when dropped.
+/// Holds the OS lock; dropping it (or the process dying) releases it.
 pub struct LockGuard {
-    path: Option<PathBuf>,
+    file: Option<(File, PathBuf)>,
 }
 
 impl LockGuard {
     pub fn none() -> Self {
-        LockGuard { path: None }
+        LockGuard { file: None }
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if let Some(p) = &self.path {
-            let _ = fs::remove_file(p);
+        if let Some((f, path)) = &mut self.file {
+            // Removed while still held: a waiter that opened this file notices (its inode is
+            // no longer the path's) and retries on a fresh file. A killed run leaves the file
+            // behind, unlocked, which blocks no one.
+            let _ = fs::remove_file(path);
+            let _ = f.unlock();
         }
     }
 }
@@ -42,10 +50,8 @@ impl LocalBackend {
         p.push(".lock");
         PathBuf::from(p)
     }
-}
 
-impl Backend for LocalBackend {
-    fn load(&self) -> anyhow::Result<Option<State>> {
+    fn read_file(&self) -> anyhow::Result<Option<State>> {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -62,44 +68,129 @@ impl Backend for LocalBackend {
             )
         })
     }
+}
 
-    fn save(&self, state: &State) -> anyhow::Result<()> {
-        write_atomic(&self.path, state.to_json().as_bytes())
-            .with_context(|| format!("cannot write state file {}", self.path.display()))
+#[async_trait::async_trait]
+impl Backend for LocalBackend {
+    async fn load(&self) -> anyhow::Result<Option<State>> {
+        let on_disk = self.read_file()?;
+        let jpath = self.journal_path();
+        let Some(j) = journal::read(&jpath)
+            .with_context(|| format!("cannot read journal {}", jpath.display()))?
+        else {
+            return Ok(on_disk);
+        };
+        // A journal extends the state it began on; one whose base is gone was folded already.
+        let mut state = match on_disk {
+            Some(s) if s.lineage == j.lineage && s.serial == j.base_serial => s,
+            None if j.base_serial == 0 => j.empty_state(),
+            other => return Ok(other),
+        };
+        journal::replay(&mut state, &j.entries);
+        tracing::info!(
+            entries = j.entries.len(),
+            pending = state.pending.len(),
+            "replayed the journal of an interrupted run"
+        );
+        Ok(Some(state))
     }
 
-    fn lock(&self, operation: &str) -> anyhow::Result<LockGuard> {
+    async fn save(&self, state: &mut State, expected: Option<u64>) -> Result<u64, SaveError> {
+        let current = self.read_file()?;
+        let found = current.as_ref().map(|s| s.serial);
+        let same_lineage = current.as_ref().is_none_or(|c| c.lineage == state.lineage);
+        if found != expected || !same_lineage {
+            return Err(SaveError::Conflict {
+                state: self.describe(),
+                expected,
+                found,
+            });
+        }
+        // The only place serial and tool_version change.
+        state.serial = expected.unwrap_or(0) + 1;
+        state.tool_version = env!("CARGO_PKG_VERSION").to_owned();
+        write_atomic(&self.path, state.to_json().as_bytes())
+            .with_context(|| format!("cannot write state file {}", self.path.display()))?;
+        // Folded in now (its base serial no longer matches, so it would be ignored anyway).
+        match fs::remove_file(self.journal_path()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(error = %e, "cannot remove the folded journal");
+            }
+            _ => {}
+        }
+        tracing::debug!(serial = state.serial, "state saved");
+        Ok(state.serial)
+    }
+
+    async fn lock(&self, operation: &str, timeout: Duration) -> Result<LockGuard, LockError> {
         let path = self.lock_path();
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+        let io = |source| LockError::Io {
+            state: self.describe(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(io)?;
         }
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                let host = whoami::fallible::hostname().unwrap_or_default();
-                writeln!(
-                    f,
-                    "{{\"operation\":\"{operation}\",\"pid\":{},\"host\":\"{host}\",\"user\":\"{}\",\"since\":\"{}\"}}",
-                    std::process::id(),
-                    whoami::username(),
-                    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
-                )?;
-                Ok(LockGuard { path: Some(path) })
+        let start = Instant::now();
+        let mut file = loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(io)?;
+            match file.try_lock() {
+                // Still the file at `path` (not one a releasing holder just removed)?
+                Ok(()) if same_file(&file, &path) => break file,
+                Ok(()) => continue,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if start.elapsed() >= timeout {
+                        let mut text = String::new();
+                        let _ = File::open(&path).and_then(|mut f| f.read_to_string(&mut text));
+                        return Err(LockError::Locked {
+                            state: self.describe(),
+                            holder: serde_json::from_str(text.trim()).ok(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let holder = fs::read_to_string(&path).unwrap_or_default();
-                bail!(
-                    "state {} is locked by another run: {}\nwait for it to finish; if that run died, remove {}",
-                    self.path.display(),
-                    holder.trim(),
-                    path.display()
-                )
-            }
-            Err(e) => Err(e).with_context(|| format!("cannot create lock {}", path.display())),
-        }
+        };
+        // The details only feed another run's message; the OS lock is what excludes.
+        let info = LockInfo::new(operation);
+        let text = serde_json::to_string(&info).expect("lock info json");
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        file.write_all(text.as_bytes()).map_err(io)?;
+        file.write_all(b"\n").map_err(io)?;
+        let _ = file.sync_data();
+        Ok(LockGuard {
+            file: Some((file, path)),
+        })
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        journal::path_for(&self.path)
     }
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn descriptor(&self) -> super::BackendRef {
+        super::BackendRef::Local {
+            path: self.path.display().to_string(),
+        }
+    }
+}
+
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -131,19 +222,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn save_load_and_lock() {
+    #[tokio::test]
+    async fn save_load_and_an_os_lock_that_excludes_until_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let b = LocalBackend::new(dir.path().join("s/dev.json"));
-        assert!(b.load().unwrap().is_none());
-        let s = State::new("s", Some("dev"));
-        b.save(&s).unwrap();
-        assert_eq!(b.load().unwrap().unwrap(), s);
-        let g = b.lock("apply").unwrap();
-        let err = b.lock("apply").err().unwrap().to_string();
-        assert!(err.contains("locked by another run"), "{err}");
+        assert!(b.load().await.unwrap().is_none());
+        let mut s = State::new("s", Some("dev"));
+        assert_eq!(b.save(&mut s, None).await.unwrap(), 1);
+        assert_eq!(b.load().await.unwrap().unwrap(), s);
+        // A writer that expected another serial loses, and nothing is overwritten.
+        let mut other = s.clone();
+        let err = b.save(&mut other, Some(7)).await.unwrap_err();
+        assert!(
+            matches!(err, SaveError::Conflict { found: Some(1), .. }),
+            "{err}"
+        );
+        let g = b.lock("apply", Duration::ZERO).await.unwrap();
+        let err = b
+            .lock("apply", Duration::ZERO)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("locked by apply (pid"), "{err}");
         drop(g);
-        b.lock("apply").unwrap();
+        b.lock("apply", Duration::ZERO).await.unwrap();
         // No temp file left behind.
         let names: Vec<_> = fs::read_dir(dir.path().join("s"))
             .unwrap()
@@ -155,12 +258,31 @@ mod tests {
         );
     }
 
-    #[test]
-    fn corrupt_state_is_an_error_that_names_the_file() {
+    #[tokio::test]
+    async fn a_crashed_runs_journal_is_replayed_then_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("x.json"));
+        let state = State::new("x", None);
+        let j = super::super::Journal::create(&b.journal_path(), &state).unwrap();
+        j.append(&super::super::Entry::Records {
+            records: [("k".to_owned(), serde_json::json!(1))].into(),
+        })
+        .unwrap();
+        drop(j);
+        let mut loaded = b.load().await.unwrap().expect("journal-only state");
+        assert_eq!(loaded.lineage, state.lineage);
+        assert_eq!(loaded.records["k"], 1);
+        b.save(&mut loaded, None).await.unwrap();
+        assert!(!b.journal_path().exists());
+        assert_eq!(b.load().await.unwrap().unwrap(), loaded);
+    }
+
+    #[tokio::test]
+    async fn corrupt_state_is_an_error_that_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.json");
         fs::write(&p, "{ not json").unwrap();
-        let err = LocalBackend::new(&p).load().unwrap_err().to_string();
+        let err = LocalBackend::new(&p).load().await.unwrap_err().to_string();
         assert!(err.contains("x.json") && err.contains("unusable"), "{err}");
     }
 }

@@ -7,13 +7,16 @@
 //! fixed when the state is born and `serial` grows with every write, so a saved plan can
 //! tell whether the state moved on (Terraform's model). Storage sits behind [`Backend`].
 
+pub mod journal;
 pub mod local;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::value::Attrs;
+pub use journal::{Entry, Journal};
 pub use local::{LocalBackend, LockGuard};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -30,9 +33,39 @@ pub struct State {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
     pub resources: BTreeMap<String, ResourceState>,
-    /// Per-stack records that are not resources (the migration tool's folder digest).
+    /// Per-stack records that are not resources (the migration tool's folder digest,
+    /// operation checkpoints).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub records: BTreeMap<String, serde_json::Value>,
+    /// Intents of an interrupted apply not yet resolved against AWS (address → intent).
+    /// Empty after every run that finished; the next plan resolves them (adoption).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pending: BTreeMap<String, Intent>,
+}
+
+/// What an apply was about to do to a resource when it recorded the intent.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentOp {
+    Create,
+    Delete,
+}
+
+/// A write-ahead record: enough to find the resource in AWS after a crash.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Intent {
+    pub kind: String,
+    pub operation: IntentOp,
+    /// The AWS id: decided by the stack (a bucket name) or returned by AWS (recorded
+    /// as soon as the call returns). `None` when the call never returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// UTC time the intent was recorded.
+    pub since: String,
+    /// Set when the call or its wait failed (rather than the run being killed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -51,6 +84,14 @@ pub struct ResourceState {
     /// Kept here so that deleting the `lifecycle` block from the file still protects it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub prevent_destroy: bool,
+    /// Provider-owned data kept with the resource (e.g. a previous revision); never a secret.
+    #[serde(default, skip_serializing_if = "no_private")]
+    pub private: Option<serde_json::Value>,
+}
+
+/// `private = null` is no private data: never written, so a state reads back as it was.
+fn no_private(v: &Option<serde_json::Value>) -> bool {
+    v.as_ref().is_none_or(serde_json::Value::is_null)
 }
 
 impl State {
@@ -64,7 +105,14 @@ impl State {
             env: env.map(str::to_owned),
             resources: BTreeMap::new(),
             records: BTreeMap::new(),
+            pending: BTreeMap::new(),
         }
+    }
+
+    /// The serial this state has on disk: `None` when it was never saved (a saved state's
+    /// serial is at least 1). What [`Backend::save`] expects to find.
+    pub fn saved_serial(&self) -> Option<u64> {
+        (self.serial > 0).then_some(self.serial)
     }
 
     /// Pretty JSON with every object's keys sorted, ending in a newline.
@@ -91,15 +139,98 @@ impl State {
     }
 }
 
-/// Where state lives. Local files now; an S3 backend with locking comes later.
+/// Who holds a lock, for the message another run prints. Written into the lock.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LockInfo {
+    pub id: String,
+    pub operation: String,
+    pub pid: u32,
+    pub host: String,
+    pub user: String,
+    pub since: String,
+}
+
+impl LockInfo {
+    pub fn new(operation: &str) -> Self {
+        LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            operation: operation.to_owned(),
+            pid: std::process::id(),
+            host: whoami::fallible::hostname().unwrap_or_default(),
+            user: whoami::username(),
+            since: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (pid {} on {}, user {}, since {}, lock id {})",
+            self.operation, self.pid, self.host, self.user, self.since, self.id
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "state {state} is locked by {}\n  = help: wait for that run to finish, or pass --lock-timeout 5m to wait for it; a run that crashed never holds the lock",
+        holder.as_ref().map_or("another run".to_owned(), |h| h.to_string())
+    )]
+    Locked {
+        state: String,
+        holder: Option<LockInfo>,
+    },
+    #[error("cannot lock state {state}: {source}")]
+    Io {
+        state: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// Another writer moved the state since this run read it.
+    #[error(
+        "state {state} was changed by another run (serial {found:?}, this run expected {expected:?}); nothing was overwritten — re-run plan"
+    )]
+    Conflict {
+        state: String,
+        expected: Option<u64>,
+        found: Option<u64>,
+    },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// A backend as a saved plan names it: enough to open the same one again at apply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BackendRef {
+    Local { path: String },
+}
+
+/// Where state lives. Local files now; the S3 backend is a new file beside `local.rs`.
+#[async_trait::async_trait]
 pub trait Backend: Send + Sync {
-    /// `None` when no state exists yet.
-    fn load(&self) -> anyhow::Result<Option<State>>;
-    /// Writes atomically: a crash leaves either the old or the new file, never half of one.
-    fn save(&self, state: &State) -> anyhow::Result<()>;
-    /// Takes the exclusive lock for a run that writes; released when the guard drops.
-    fn lock(&self, operation: &str) -> anyhow::Result<LockGuard>;
+    /// The state with its journal (if a crashed run left one) replayed in memory; `None`
+    /// when no state exists yet. Changes nothing.
+    async fn load(&self) -> anyhow::Result<Option<State>>;
+    /// The one writer: checks that the stored state is still at `expected` (its serial, or
+    /// `None` for "no state yet"), bumps `serial` and `tool_version`, writes atomically, and
+    /// removes a journal that is now folded in. Returns the new serial.
+    async fn save(&self, state: &mut State, expected: Option<u64>) -> Result<u64, SaveError>;
+    /// Takes the exclusive lock for a run that writes, waiting up to `timeout`; released
+    /// when the guard drops, and by the OS when the process dies.
+    async fn lock(&self, operation: &str, timeout: Duration) -> Result<LockGuard, LockError>;
+    /// Where this run's write-ahead journal goes.
+    fn journal_path(&self) -> std::path::PathBuf;
+    /// Identifies the backend in messages.
     fn describe(&self) -> String;
+    /// Identifies the backend in saved plans.
+    fn descriptor(&self) -> BackendRef;
 }
 
 #[cfg(test)]
@@ -122,6 +253,7 @@ mod tests {
                 sensitive_attributes: vec![],
                 depends_on: vec![],
                 prevent_destroy: true,
+                private: None,
             },
         );
         let json = s.to_json();

@@ -7,6 +7,8 @@
 //!   user when the tests run as root).
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs;

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use stackwright::apply::events::{Event, Recorder};
+use stackwright::events::{Event, Recorder};
 use stackwright::migrations::{
     self, MigrationError, MigrationFile, MigrationSet, Mode, RunOptions, RunReport,
 };

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_rds::types::ApplyMethod;
 use serde_json::{Value, json};
-use stackwright::apply::events::{Event, Recorder};
+use stackwright::events::{Event, Recorder};
 use stackwright::providers::{Aws, Cx, DataSource, Provider, registry, wait_for};
 use stackwright::secret::SecretString;
 use stackwright::value::{Attrs, Desired, Resolved};
@@ -60,6 +60,8 @@ impl Rig {
             wait_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_millis(50),
             wanted: None,
+            prior: None,
+            lineage: "",
         }
     }
 
@@ -458,7 +460,14 @@ async fn subnet_group_create_read_update_delete() {
     assert_eq!(p.read(&cx, "webapp-dev").await.unwrap(), None);
     // Deleting what is already gone is not an error.
     p.delete(&cx, "webapp-dev", &live.attrs).await.unwrap();
-    assert!(rig.take_events().is_empty());
+    // Only the id reported right after the create call (for the apply's journal).
+    let events = rig.take_events();
+    assert!(
+        events
+            .iter()
+            .all(|e| matches!(e, Event::Created { id, .. } if id == "webapp-dev")),
+        "{events:?}"
+    );
 }
 
 #[test]
@@ -998,6 +1007,8 @@ fn wait_cx<'a>(aws: &'a Aws, events: &'a Recorder, timeout: Duration) -> Cx<'a> 
         wait_timeout: timeout,
         poll_interval: Duration::from_millis(10),
         wanted: None,
+        prior: None,
+        lineage: "",
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_s3::types::{BucketVersioningStatus, ExpirationStatus};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use stackwright::apply::events::{NoEvents, Recorder};
+use stackwright::events::{NoEvents, Recorder};
 use stackwright::providers::{Aws, Cx, Provider, registry};
 use stackwright::secret::SecretString;
 use stackwright::value::{Attrs, Resolved};
@@ -21,7 +21,7 @@ fn provider(kind: &str) -> &'static dyn Provider {
 fn cx<'a>(
     aws: &'a Aws,
     address: &'a str,
-    events: &'a dyn stackwright::apply::events::EventSink,
+    events: &'a dyn stackwright::events::EventSink,
 ) -> Cx<'a> {
     Cx {
         aws,
@@ -30,6 +30,8 @@ fn cx<'a>(
         wait_timeout: Duration::from_secs(30),
         poll_interval: Duration::from_millis(50),
         wanted: None,
+        prior: None,
+        lineage: "",
     }
 }
 
@@ -329,7 +331,9 @@ async fn s3_bucket_defaults_read_back_normalised() {
     );
     assert!(err.message.contains("s3_bucket.plain"), "{err}");
 
-    // A create whose configuration fails leaves no bucket behind.
+    // A create whose configuration fails keeps the bucket, whose id it reported before
+    // configuring it: the engine's journal holds that id, and the next plan adopts the
+    // bucket and finishes the configuration as an update (no orphan, no hand repair).
     let err = p
         .create(
             &cx,
@@ -338,8 +342,7 @@ async fn s3_bucket_defaults_read_back_normalised() {
         .await
         .unwrap_err();
     assert_eq!(err.code.as_deref(), Some("InvalidTag"), "{err}");
-    assert!(err.message.contains("deleted again"), "{err}");
-    assert_eq!(p.read(&cx, "half-bucket").await.unwrap(), None);
+    assert!(p.read(&cx, "half-bucket").await.unwrap().is_some());
 
     // A bucket that is not there: delete is a no-op.
     p.delete(&cx, "never-existed", &Attrs::new()).await.unwrap();

@@ -1,4 +1,4 @@
-//! Events apply emits as it works. The terminal renderer, the JSON output and (later) the
+//! Typed progress events every layer emits (providers, operations, the executor). The terminal renderer, the JSON output and (later) the
 //! apply history all consume the same stream, so what a user sees, what CI parses and what
 //! an auditor reads cannot drift apart.
 
@@ -28,15 +28,32 @@ pub enum Event {
         #[serde(with = "secs")]
         elapsed: Duration,
     },
+    /// AWS returned the id of a resource being created (before any wait). The executor
+    /// writes it to the journal at once, so a crash mid-wait loses nothing.
+    Created {
+        address: String,
+        id: String,
+    },
     /// A remark worth showing (a snapshot taken, a step skipped and why).
     Note {
         address: String,
         message: String,
     },
-    /// An action not started because something it depends on failed.
+    /// An action not started because something it depends on failed (or the run was
+    /// interrupted).
     Skipped {
         address: String,
         reason: String,
+    },
+    /// A long-running operation completed a step: `value` is its checkpoint, kept in state
+    /// under `key` (`null` removes it). The executor journals it at once.
+    Checkpoint {
+        key: String,
+        value: serde_json::Value,
+    },
+    /// The run was asked to stop (SIGINT/SIGTERM): nothing new starts.
+    Interrupted {
+        signal: String,
     },
 }
 

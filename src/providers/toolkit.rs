@@ -1,0 +1,41 @@
+//! The shared provider toolkit: what every resource kind needs and no kind should copy —
+//! the id a stack decides, ownership tags for ids AWS assigns, tag maps, read-back after a
+//! write. Error classification lives in `errors.rs` (`AwsError::kind()`).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{AwsError, Cx, Live, Provider, Result};
+use crate::value::{Desired, map_value};
+
+/// Tag every created resource whose id AWS assigns carries, so that a create interrupted
+/// before its id was recorded can still be found (and adopted) by the next plan.
+pub const ADDRESS_TAG: &str = "stackwright:address";
+/// With [`ADDRESS_TAG`]: the state's lineage, so two stacks' resources never mix.
+pub const LINEAGE_TAG: &str = "stackwright:lineage";
+
+/// The id the stack decides through one attribute (a bucket's `name`), once it is known.
+pub fn id_from(desired: &BTreeMap<String, Desired>, attr: &str) -> Option<String> {
+    desired
+        .get(attr)
+        .and_then(Desired::known)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Tags as an attribute value: sorted, and an empty table when there are none, so that
+/// `tags = {}` compares equal (a stack without `tags` leaves them unmanaged).
+pub fn tags_value(tags: &BTreeMap<String, String>) -> Value {
+    map_value(tags.clone())
+}
+
+/// Reads a resource right after writing it; an absent one is an error naming the id.
+pub async fn read_back(provider: &dyn Provider, cx: &Cx<'_>, id: &str) -> Result<Live> {
+    provider.read(cx, id).await?.ok_or_else(|| {
+        AwsError::local(format!(
+            "{} {id} was not found right after it was written",
+            provider.kind()
+        ))
+    })
+}
