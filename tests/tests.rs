@@ -9,6 +9,8 @@ mod common;
 mod harness_smoke;
 
 mod crash;
+mod faults;
+mod first_contact;
 mod foundation;
 mod migrations_engine;
 mod properties;

@@ -131,7 +131,7 @@ impl Recorder<'_> {
 /// Forwards events, and writes the id of every resource AWS just created to the journal.
 struct Journaling<'a> {
     inner: &'a dyn EventSink,
-    recorder: &'a Recorder<'a>,
+    recorder: Arc<Recorder<'a>>,
 }
 
 impl EventSink for Journaling<'_> {
@@ -157,8 +157,13 @@ impl EventSink for Journaling<'_> {
 
 /// A step apply runs that is not a resource change (migrations), slotted into the graph.
 /// It returns records to keep in state (the snapshot taken, the tool's folder digest).
-pub type Hook<'a> =
-    Box<dyn Fn() -> futures::future::BoxFuture<'a, Result<Records, String>> + Send + Sync + 'a>;
+/// It gets the executor's event sink, so that the checkpoints it emits reach the journal.
+pub type Hook<'a> = Box<
+    dyn Fn(Arc<dyn EventSink + 'a>) -> futures::future::BoxFuture<'a, Result<Records, String>>
+        + Send
+        + Sync
+        + 'a,
+>;
 
 pub type Records = BTreeMap<String, serde_json::Value>;
 
@@ -209,19 +214,20 @@ pub async fn apply<'a>(
 ) -> Outcome {
     let base = prior.unwrap_or_else(|| State::new(&stack.name, stack.env.as_deref()));
     let expected = on_disk_serial(&base);
-    let recorder = Recorder {
+    let recorder = Arc::new(Recorder {
         backend,
         state: Mutex::new(base.clone()),
         journal: OnceLock::new(),
         opening: Mutex::new(()),
         base,
-    };
-    let recorder = &recorder;
-    let journaling = Journaling {
+    });
+    let journaling: Arc<dyn EventSink + 'a> = Arc::new(Journaling {
         inner: events,
-        recorder,
-    };
-    let events: &dyn EventSink = &journaling;
+        recorder: recorder.clone(),
+    });
+    let recorder = &*recorder;
+    let events: &dyn EventSink = &*journaling;
+    let journaling = &journaling;
     let mut outcome = Outcome::default();
 
     // What the plan found in AWS (adoptions, resolved intents) goes into state first.
@@ -342,7 +348,7 @@ pub async fn apply<'a>(
                             action: "run".into(),
                         });
                         let t = Instant::now();
-                        let r = match (e.run)().await {
+                        let r = match (e.run)(journaling.clone()).await {
                             Ok(records) if records.is_empty() => Ok(Action::NoOp),
                             Ok(records) => recorder
                                 .record(Entry::Records { records })

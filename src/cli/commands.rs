@@ -203,9 +203,18 @@ async fn make_plan(
 ) -> anyhow::Result<(Option<State>, Aws, Plan)> {
     let state = backend.load().await?;
     check_state_belongs(&state, backend, stack)?;
-    let aws = Aws::load(stack.region.as_deref()).await;
+    let aws = connect(stack).await?;
     let p = plan_with(stack, state.as_ref(), &aws, opts, fingerprints, flags).await?;
     Ok((state, aws, p))
+}
+
+/// Loads the AWS configuration and checks, with one call, that AWS answers and the
+/// credentials work, before anything else is read.
+pub async fn connect(stack: &Stack) -> anyhow::Result<Aws> {
+    let aws = Aws::load(stack.region.as_deref()).await;
+    let caller = aws.caller().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::debug!(account = %caller.account, arn = %caller.arn, "caller identity");
+    Ok(aws)
 }
 
 fn check_state_belongs(
@@ -371,7 +380,7 @@ async fn apply_stack(
     // Under the lock: a journal left by a killed run is folded in before planning.
     let state = apply::load_for_write(&backend).await?;
     check_state_belongs(&state, &backend, &stack)?;
-    let aws = Aws::load(stack.region.as_deref()).await;
+    let aws = connect(&stack).await?;
     let p = plan_with(&stack, state.as_ref(), &aws, &opts, false, flags).await?;
     if !json {
         output::print(&plan::render::render(&p));
@@ -453,7 +462,7 @@ async fn apply_saved(
     }
     let state = apply::load_for_write(&backend).await?;
     apply::check_fingerprints(registry(), &p, &stack).map_err(|e| anyhow!(e))?;
-    let aws = Aws::load(stack.region.as_deref()).await;
+    let aws = connect(&stack).await?;
     if !p.has_changes() {
         output::success("Apply complete! Nothing to do.");
         return Ok(Exit::Success);
@@ -601,7 +610,7 @@ async fn import(
             existing.id
         );
     }
-    let aws = Aws::load(stack.region.as_deref()).await;
+    let aws = connect(&stack).await?;
     let data = crate::plan::diff::read_data(registry(), &stack, &aws).await?;
     let resolution = crate::refresh::resolve_intents(
         registry(),

@@ -13,7 +13,7 @@ use crate::migrations::{self, Mode};
 use crate::operations::migrations::{
     DIGEST_RECORD, MigrateFlags, Step, checkpoint, database_url, db_identifier, set_for,
 };
-use crate::providers::{Aws, Cx, aws_err};
+use crate::providers::{Cx, aws_err};
 use crate::state::Backend;
 
 pub async fn status(args: &StackArgs) -> anyhow::Result<Exit> {
@@ -22,7 +22,7 @@ pub async fn status(args: &StackArgs) -> anyhow::Result<Exit> {
         .migrations
         .as_ref()
         .ok_or_else(|| anyhow!("{} has no [migrations] table", args.stack.display()))?;
-    let aws = Aws::load(stack.region.as_deref()).await;
+    let aws = super::commands::connect(&stack).await?;
     let url = database_url(m, &aws)
         .await
         .map_err(|e| anyhow!(e))?
@@ -111,7 +111,7 @@ pub async fn up(args: &StackArgs, flags: MigrateFlags, wait: Duration) -> anyhow
             decl.database
         );
     }
-    let aws = Aws::load(stack.region.as_deref()).await;
+    let aws = super::commands::connect(&stack).await?;
     let set = set_for(decl);
     let command_digest = match &set.mode {
         Mode::Command(_) => {
@@ -209,7 +209,7 @@ pub async fn restore(
             chrono::Utc::now().format("%Y%m%d%H%M%S")
         )
     });
-    let aws = Aws::load(stack.region.as_deref()).await;
+    let aws = super::commands::connect(&stack).await?;
     let mut req = aws
         .rds()
         .restore_db_instance_from_db_snapshot()

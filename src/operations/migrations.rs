@@ -118,7 +118,7 @@ pub(crate) async fn database_url(
                 .map(SecretString::new)),
             Err(e) => {
                 let e = aws_err(e);
-                if e.code.as_deref() == Some("ParameterNotFound") {
+                if e.is("ParameterNotFound") {
                     Ok(None)
                 } else {
                     Err(format!(
@@ -319,6 +319,22 @@ pub(crate) struct Step<'a> {
 }
 
 impl Step<'_> {
+    /// The same step emitting to `events` (the executor's sink, which journals checkpoints).
+    fn with_events<'s>(&'s self, events: &'s dyn EventSink) -> Step<'s> {
+        Step {
+            stack: self.stack,
+            decl: self.decl,
+            aws: self.aws,
+            events,
+            flags: self.flags,
+            wait: self.wait,
+            fresh_db: self.fresh_db,
+            identifier: self.identifier.clone(),
+            command_digest: self.command_digest.clone(),
+            resume: self.resume.clone(),
+        }
+    }
+
     fn note(&self, msg: impl Into<String>) {
         self.events.emit(Event::Note {
             address: "migrations".into(),
@@ -586,9 +602,9 @@ pub fn hooks<'a>(
         address: "migrations".into(),
         after,
         before,
-        run: Box::new(move || {
+        run: Box::new(move |sink| {
             let step = step.clone();
-            Box::pin(async move { step.run().await })
+            Box::pin(async move { step.with_events(&*sink).run().await })
         }),
     }]
 }

@@ -6,6 +6,8 @@
 //! plus one line in [`registry`]. Every AWS call goes through the official SDK clients held
 //! by [`Aws`], built once from `aws-config`'s standard chain.
 
+pub mod caller;
+pub mod errors;
 pub mod schema;
 pub mod toolkit;
 
@@ -20,109 +22,148 @@ mod rds_subnet_group;
 mod s3_bucket;
 mod ssm_parameter;
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_runtime::client::retries::{RetryPartition, TokenBucket};
 
 use crate::events::{Event, EventSink};
 use crate::value::{Attrs, Desired, Resolved};
+pub use errors::{AwsError, ErrorKind, aws_err};
 pub use schema::{Attr, Schema, SecretMode, Ty};
-
-/// An AWS error, reduced to what a user needs: the service's error code and message.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
-pub struct AwsError {
-    pub code: Option<String>,
-    pub message: String,
-}
-
-impl AwsError {
-    pub fn new(code: Option<&str>, message: impl Into<String>) -> Self {
-        AwsError {
-            code: code.map(str::to_owned),
-            message: message.into(),
-        }
-    }
-    /// A failure of this tool's own, not of AWS (a timeout, an unexpected reply).
-    pub fn local(message: impl Into<String>) -> Self {
-        AwsError::new(None, message)
-    }
-}
-
-/// Converts any SDK error, keeping the AWS error code.
-pub fn aws_err<E>(err: E) -> AwsError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let code = err.code().map(str::to_owned);
-    let message = err
-        .message()
-        .map(str::to_owned)
-        .unwrap_or_else(|| aws_smithy_types::error::display::DisplayErrorContext(&err).to_string());
-    AwsError { code, message }
-}
 
 pub type Result<T, E = AwsError> = std::result::Result<T, E>;
 
-/// The SDK configuration and lazily built clients, shared by every provider call.
+/// The SDK configuration and the clients built from it, one per service, on first use.
 pub struct Aws {
     pub config: SdkConfig,
-    s3: OnceLock<aws_sdk_s3::Client>,
-    ssm: OnceLock<aws_sdk_ssm::Client>,
-    rds: OnceLock<aws_sdk_rds::Client>,
-    ec2: OnceLock<aws_sdk_ec2::Client>,
+    clients: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+    retry_partition: RetryPartition,
+}
+
+/// How many times a call is tried before its error is reported, unless `AWS_MAX_ATTEMPTS`
+/// or the profile's `max_attempts` says otherwise. Terraform's AWS provider retries up to
+/// 25 times; ten attempts with backoff capped at 20 s ride out minutes of throttling.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// An SDK client that [`Aws::client`] can build. Each provider file implements it for the
+/// client of its service (one line with [`sdk_client!`]), so a new service needs no edit here.
+pub trait SdkClient: Clone + Send + Sync + 'static {
+    fn build(aws: &Aws) -> Self;
+}
+
+/// Implements [`SdkClient`] for `$krate::Client` with the shared retry partition.
+#[macro_export]
+macro_rules! sdk_client {
+    ($krate:ident) => {
+        impl $crate::providers::SdkClient for $krate::Client {
+            fn build(aws: &$crate::providers::Aws) -> Self {
+                let mut conf = $krate::config::Builder::from(&aws.config);
+                conf.set_retry_partition(Some(aws.retry_partition()));
+                Self::from_conf(conf.build())
+            }
+        }
+    };
+}
+
+sdk_client!(aws_sdk_ssm);
+sdk_client!(aws_sdk_rds);
+sdk_client!(aws_sdk_ec2);
+sdk_client!(aws_sdk_sts);
+
+impl SdkClient for aws_sdk_s3::Client {
+    fn build(aws: &Aws) -> Self {
+        // A custom endpoint (moto, LocalStack, MinIO) rarely serves virtual-hosted buckets.
+        let path_style = aws.config.endpoint_url().is_some();
+        let mut conf = aws_sdk_s3::config::Builder::from(&aws.config).force_path_style(path_style);
+        conf.set_retry_partition(Some(aws.retry_partition()));
+        aws_sdk_s3::Client::from_conf(conf.build())
+    }
 }
 
 impl Aws {
     /// Loads the standard chain: AWS_PROFILE, AWS_REGION, credentials, AWS_ENDPOINT_URL,
-    /// with the SDK's standard retry mode. `region` is the stack's, used when none is set.
+    /// with the SDK's standard retry mode (exponential backoff with full jitter) and
+    /// [`MAX_ATTEMPTS`]. `region` is the stack's, used when none is set.
     pub async fn load(region: Option<&str>) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5));
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let attempts_set = std::env::var_os("AWS_MAX_ATTEMPTS").is_some();
+        if !attempts_set {
+            loader = loader.retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_max_backoff(Duration::from_secs(20)),
+            );
+        }
         if std::env::var_os("AWS_REGION").is_none()
             && std::env::var_os("AWS_DEFAULT_REGION").is_none()
             && let Some(r) = region
         {
             loader = loader.region(aws_config::Region::new(r.to_owned()));
         }
+        // Off EC2 the instance-metadata endpoint does not answer: try it once, briefly, so
+        // that "no credentials" is reported in about a second, not after the SDK's ~9 s.
+        let imds = aws_config::imds::Client::builder()
+            .max_attempts(1)
+            .connect_timeout(Duration::from_millis(500))
+            .read_timeout(Duration::from_secs(1))
+            .build();
+        let mut chain =
+            aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                .imds_client(imds);
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            && let Some(r) = region
+        {
+            chain = chain.region(aws_config::Region::new(r.to_owned()));
+        }
+        loader = loader.credentials_provider(chain.build().await);
         Self::from_config(loader.load().await)
     }
 
     pub fn from_config(config: SdkConfig) -> Self {
         Aws {
             config,
-            s3: OnceLock::new(),
-            ssm: OnceLock::new(),
-            rds: OnceLock::new(),
-            ec2: OnceLock::new(),
+            clients: Mutex::new(HashMap::new()),
+            // No retry quota: the SDK's default token bucket (500 tokens, 5 a retry) stops
+            // retrying after ~100 faults per process, which a 2,000-resource apply meets in
+            // one bad minute; a provisioning run would rather wait than fail half-done.
+            retry_partition: RetryPartition::custom("stackwright")
+                .token_bucket(TokenBucket::unlimited())
+                .build(),
         }
     }
 
-    pub fn s3(&self) -> &aws_sdk_s3::Client {
-        self.s3.get_or_init(|| {
-            // A custom endpoint (moto, LocalStack, MinIO) rarely serves virtual-hosted buckets.
-            let path_style = self.config.endpoint_url().is_some();
-            let conf = aws_sdk_s3::config::Builder::from(&self.config)
-                .force_path_style(path_style)
-                .build();
-            aws_sdk_s3::Client::from_conf(conf)
-        })
+    pub fn retry_partition(&self) -> RetryPartition {
+        self.retry_partition.clone()
     }
-    pub fn ssm(&self) -> &aws_sdk_ssm::Client {
-        self.ssm
-            .get_or_init(|| aws_sdk_ssm::Client::new(&self.config))
+
+    /// The client of type `C`, built on first use and shared (SDK clients are cheap clones).
+    pub fn client<C: SdkClient>(&self) -> C {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&TypeId::of::<C>()) {
+            return c.downcast_ref::<C>().expect("keyed by type").clone();
+        }
+        let c = C::build(self);
+        clients.insert(TypeId::of::<C>(), Box::new(c.clone()));
+        c
     }
-    pub fn rds(&self) -> &aws_sdk_rds::Client {
-        self.rds
-            .get_or_init(|| aws_sdk_rds::Client::new(&self.config))
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        self.client()
     }
-    pub fn ec2(&self) -> &aws_sdk_ec2::Client {
-        self.ec2
-            .get_or_init(|| aws_sdk_ec2::Client::new(&self.config))
+    pub fn ssm(&self) -> aws_sdk_ssm::Client {
+        self.client()
+    }
+    pub fn rds(&self) -> aws_sdk_rds::Client {
+        self.client()
+    }
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        self.client()
     }
 }
 

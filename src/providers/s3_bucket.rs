@@ -150,7 +150,7 @@ impl Provider for S3Bucket {
 
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>> {
         let region = cx.aws.config.region().map(|r| r.as_ref().to_owned());
-        match read_bucket(cx.aws.s3(), region.as_deref(), id, &|a| cx.wants(a)).await {
+        match read_bucket(&cx.aws.s3(), region.as_deref(), id, &|a| cx.wants(a)).await {
             Err(e) if is_no_such_bucket(&e) => Ok(None),
             other => other,
         }
@@ -168,7 +168,7 @@ impl Provider for S3Bucket {
         for rule in &rules {
             rule.to_sdk()?;
         }
-        let s3 = cx.aws.s3();
+        let s3 = &cx.aws.s3();
         let region = cx.aws.config.region().map(|r| r.as_ref().to_owned());
 
         // In us-east-1, CreateBucket on a bucket you already own succeeds (and resets its
@@ -191,7 +191,16 @@ impl Provider for S3Bucket {
                     .build(),
             );
         }
-        req.send().await.map_err(aws_err)?;
+        match req.send().await.map_err(aws_err) {
+            // HeadBucket just found no such bucket, so an "owned by you" here is the SDK's
+            // retry of our own CreateBucket whose reply was lost.
+            Err(e) if e.is("BucketAlreadyOwnedByYou") => {
+                tracing::debug!(%name, "CreateBucket retried after a lost reply; it had succeeded");
+            }
+            other => {
+                other?;
+            }
+        }
         cx.created(name);
 
         // A new bucket can take a moment to be visible to the sub-resource calls.
@@ -229,7 +238,7 @@ impl Provider for S3Bucket {
         input: &Resolved,
         changed: &[String],
     ) -> Result<Live> {
-        let s3 = cx.aws.s3();
+        let s3 = &cx.aws.s3();
         let has = |name: &str| changed.iter().any(|c| c == name);
         if has("versioning") {
             put_versioning(s3, id, input.bool("versioning").unwrap_or(false)).await?;
@@ -280,14 +289,14 @@ impl Provider for S3Bucket {
     }
 
     async fn delete(&self, cx: &Cx<'_>, id: &str, prior: &Attrs) -> Result<()> {
-        let s3 = cx.aws.s3();
+        let s3 = &cx.aws.s3();
         let force = prior.get("force_destroy").and_then(Value::as_bool) == Some(true);
         // Objects written while we empty the bucket make DeleteBucket fail again: retry a few times.
         for attempt in 0..3 {
             match s3.delete_bucket().bucket(id).send().await.map_err(aws_err) {
                 Ok(_) => return Ok(()),
                 Err(e) if is_no_such_bucket(&e) => return Ok(()),
-                Err(e) if e.code.as_deref() == Some("BucketNotEmpty") => {
+                Err(e) if e.is("BucketNotEmpty") => {
                     if !force {
                         return Err(not_empty_error(cx.address, id));
                     }
@@ -322,7 +331,7 @@ fn not_empty_error(address: &str, bucket: &str) -> AwsError {
 }
 
 fn is_no_such_bucket(e: &AwsError) -> bool {
-    e.code.as_deref() == Some("NoSuchBucket")
+    e.is("NoSuchBucket")
 }
 
 /// Runs `f` again while a bucket just created is not yet visible (`NoSuchBucket`).
@@ -348,7 +357,7 @@ where
 async fn read_back(cx: &Cx<'_>, id: &str) -> Result<Live> {
     let region = cx.aws.config.region().map(|r| r.as_ref().to_owned());
     until_visible(|| async {
-        read_bucket(cx.aws.s3(), region.as_deref(), id, &|_| true)
+        read_bucket(&cx.aws.s3(), region.as_deref(), id, &|_| true)
             .await?
             .ok_or_else(|| {
                 AwsError::new(

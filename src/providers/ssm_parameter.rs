@@ -107,20 +107,27 @@ impl Provider for SsmParameter {
     }
 
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>> {
-        read_parameter(cx.aws.ssm(), id, &|a| cx.wants(a)).await
+        read_parameter(&cx.aws.ssm(), id, &|a| cx.wants(a)).await
     }
 
     async fn create(&self, cx: &Cx<'_>, input: &Resolved) -> Result<Live> {
         let name = input
             .str("name")
             .ok_or_else(|| AwsError::local("ssm_parameter: name is required"))?;
-        let ssm = cx.aws.ssm();
+        let ssm = &cx.aws.ssm();
         let tags = input
             .string_map("tags")
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(build_err))
             .collect::<Result<Vec<_>>>()?;
-        put_parameter(ssm, name, input, false, tags).await?;
+        match put_parameter(ssm, name, input, false, tags).await {
+            // The SDK retried a PutParameter whose reply was lost: the parameter exists
+            // because our first attempt wrote it. Anything else is someone else's.
+            Err(e) if e.is("ParameterAlreadyExists") && written_by_us(ssm, name, input).await => {
+                tracing::debug!(%name, "PutParameter retried after a lost reply; it had succeeded");
+            }
+            other => other?,
+        }
         cx.created(name);
         read_back(ssm, name).await
     }
@@ -132,7 +139,7 @@ impl Provider for SsmParameter {
         input: &Resolved,
         changed: &[String],
     ) -> Result<Live> {
-        let ssm = cx.aws.ssm();
+        let ssm = &cx.aws.ssm();
         if changed.iter().any(|c| PUT_ATTRS.contains(&c.as_str())) {
             put_parameter(ssm, id, input, true, Vec::new()).await?;
         }
@@ -159,7 +166,7 @@ impl Provider for SsmParameter {
 }
 
 fn is_not_found(e: &AwsError) -> bool {
-    e.code.as_deref() == Some("ParameterNotFound")
+    e.is("ParameterNotFound")
 }
 
 fn build_err(e: aws_smithy_types::error::operation::BuildError) -> AwsError {
@@ -207,6 +214,27 @@ async fn put_parameter(
     }
     req.send().await.map_err(|e| redact(aws_err(e), value))?;
     Ok(())
+}
+
+/// Whether `name` holds exactly the type and value this create sent (the plan saw no
+/// such parameter, so an equal one is our own earlier attempt).
+async fn written_by_us(ssm: &Client, name: &str, input: &Resolved) -> bool {
+    let Some(value) = input.plain_or_secret("value") else {
+        return false;
+    };
+    let ty = input.str("type").unwrap_or("String");
+    match ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+    {
+        Ok(out) => out.parameter().is_some_and(|p| {
+            p.value() == Some(value) && p.r#type().map(|t| t.as_str()) == Some(ty)
+        }),
+        Err(_) => false,
+    }
 }
 
 async fn update_tags(ssm: &Client, name: &str, desired: &BTreeMap<String, String>) -> Result<()> {

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod proxy;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -263,6 +264,8 @@ pub struct TestEnv {
     work: PathBuf,
     home: PathBuf,
     moto: Moto,
+    /// Started by [`TestEnv::proxy`]; from then on commands talk to moto through it.
+    proxy: OnceLock<proxy::FaultProxy>,
 }
 
 impl TestEnv {
@@ -277,7 +280,15 @@ impl TestEnv {
             work,
             home,
             moto: Moto::start(),
+            proxy: OnceLock::new(),
         }
+    }
+
+    /// A [`proxy::FaultProxy`] in front of this env's moto; every command spawned after
+    /// this call goes through it (the tests' own SDK read-backs still talk to moto).
+    pub fn proxy(&self) -> &proxy::FaultProxy {
+        self.proxy
+            .get_or_init(|| proxy::FaultProxy::start(self.moto.port()))
     }
 
     pub fn moto(&self) -> &Moto {
@@ -350,7 +361,12 @@ impl TestEnv {
             path.push(old);
         }
         vec![
-            ("AWS_ENDPOINT_URL".into(), self.moto.endpoint()),
+            (
+                "AWS_ENDPOINT_URL".into(),
+                self.proxy
+                    .get()
+                    .map_or_else(|| self.moto.endpoint(), |p| p.endpoint()),
+            ),
             ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
             ("AWS_SECRET_ACCESS_KEY".into(), SECRET_ACCESS_KEY.into()),
             ("AWS_REGION".into(), REGION.into()),

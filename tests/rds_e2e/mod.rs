@@ -534,3 +534,65 @@ async fn alembic_tool_mode_through_apply() {
     assert_eq!(f.snapshots().await.len(), 1);
     f.plan().assert_code(0);
 }
+
+/// Issue 6, test 6: migrations SIGKILLed between two files. The plan says where they
+/// stopped; the next plain apply resumes under the snapshot already taken (no second one)
+/// and the history holds each file once.
+#[tokio::test]
+async fn migrations_killed_between_two_files_resume_without_a_second_snapshot() {
+    use crate::common::process;
+    let f = Fixture::new();
+    f.apply().assert_success();
+    f.env.write("migrations/0003_display_name.sql", M3);
+    // Long enough to be killed in: 0003 has committed, 0004 is running.
+    f.env.write(
+        "migrations/0004_slow.sql",
+        "SELECT pg_sleep(3);\nCREATE TABLE slow_done (id int);\n",
+    );
+    let mut p = process::spawn(
+        &f.env,
+        &[
+            "apply",
+            "stacks/shop.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
+        &[("DB_PASSWORD", DB_PASSWORD), ("SHOP_DATABASE_URL", &f.url)],
+    );
+    let t0 = std::time::Instant::now();
+    while f.pg.psql(
+        "shop",
+        "SELECT count(*) FROM stackwright_migrations WHERE version = 3",
+    ) != "1"
+    {
+        assert!(
+            p.running(),
+            "apply ended before 0003 committed: {}",
+            p.stderr()
+        );
+        assert!(
+            t0.elapsed() < crate::common::CMD_TIMEOUT,
+            "0003 never committed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    p.kill();
+    // The killed session's pg_sleep ends on its own; its transaction rolls back.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let snaps = f.snapshots().await;
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+
+    f.plan()
+        .assert_code(2)
+        .assert_stdout_contains("interrupted after 0003")
+        .assert_stdout_contains(&snaps[0]);
+    f.apply().assert_success();
+    assert_eq!(f.snapshots().await, snaps, "no second snapshot");
+    assert_eq!(
+        f.history(),
+        format!("1:-,2:-,3:{s},4:{s}", s = snaps[0]),
+        "each file once, both under the one snapshot"
+    );
+    f.plan().assert_code(0);
+}
