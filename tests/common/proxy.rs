@@ -49,6 +49,7 @@ struct Knobs {
     fail_matching: Mutex<Option<(String, Fault)>>,
     requests: AtomicU64,
     faults: AtomicU64,
+    in_flight: AtomicU64,
     seed: AtomicU64,
     stop: AtomicBool,
 }
@@ -70,6 +71,7 @@ impl FaultProxy {
             fail_matching: Mutex::new(None),
             requests: AtomicU64::new(0),
             faults: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             seed: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
             stop: AtomicBool::new(false),
         });
@@ -118,6 +120,11 @@ impl FaultProxy {
     /// Requests received (forwarded or answered).
     pub fn requests(&self) -> u64 {
         self.knobs.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests read but not yet answered (a kill now lands mid-request).
+    pub fn in_flight(&self) -> u64 {
+        self.knobs.in_flight.load(Ordering::Relaxed)
     }
 
     /// Requests answered with a fault.
@@ -197,6 +204,8 @@ fn serve(client: TcpStream, knobs: &Knobs) {
     let mut reader = BufReader::new(client);
     while let Some(req) = read_request(&mut reader) {
         knobs.requests.fetch_add(1, Ordering::Relaxed);
+        knobs.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _done = InFlight(&knobs.in_flight);
         let delay = knobs.delay_ms.load(Ordering::Relaxed);
         if delay > 0 {
             thread::sleep(Duration::from_millis(delay));
@@ -220,6 +229,15 @@ fn serve(client: TcpStream, knobs: &Knobs) {
         if writer.write_all(&reply).is_err() {
             return;
         }
+    }
+}
+
+/// Counts a request as answered when dropped, whichever way `serve` leaves it.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -162,6 +162,49 @@ async fn kill_loop_apply_converges() {
     assert!(mid_run >= points / 2, "most kills must land mid-run");
 }
 
+/// Kills timed inside single requests: moto behind the fault proxy with 40 ms added to every
+/// request, so that most kill points fall while a call is in flight (counted by the proxy:
+/// the request reached the proxy and had no reply yet).
+#[tokio::test]
+async fn kill_loop_mid_request_converges() {
+    const DELAY: Duration = Duration::from_millis(40);
+    let probe = setup();
+    probe.proxy().set_delay(DELAY);
+    let t0 = Instant::now();
+    run_ok(&probe, &apply_args());
+    let length = t0.elapsed();
+    drop(probe);
+
+    let points = 5;
+    let (mut converged, mut duplicates, mut orphans, mut in_request) = (0, 0, 0, 0);
+    for k in 1..=points {
+        let env = setup();
+        let proxy = env.proxy();
+        proxy.set_delay(DELAY);
+        let mut p = spawn_apply(&env, &[]);
+        std::thread::sleep(length.mul_f64(k as f64 / (points + 1) as f64));
+        if proxy.in_flight() > 0 {
+            in_request += 1;
+        }
+        p.kill();
+        proxy.set_delay(Duration::ZERO);
+        let (d, o) = converge(&env).await;
+        converged += 1;
+        duplicates += d;
+        orphans += o;
+    }
+    eprintln!(
+        "kill loop (apply, mid-request, {} ms a request, uninterrupted {:.1}s): kills tried {points}, inside a request {in_request}, converged {converged}, duplicates {duplicates}, orphans {orphans}",
+        DELAY.as_millis(),
+        length.as_secs_f64()
+    );
+    assert_eq!((converged, duplicates, orphans), (points, 0, 0));
+    assert!(
+        in_request >= points / 2,
+        "most kills must land inside a request"
+    );
+}
+
 #[tokio::test]
 async fn kill_loop_destroy_converges() {
     let probe = setup();
