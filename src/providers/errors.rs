@@ -149,7 +149,10 @@ where
             let status = ctx.raw().status().as_u16();
             (None, not_an_aws_error(ctx.raw()), Some(status))
         }
-        SdkError::TimeoutError(_) => (None, format!("{action} timed out, on every attempt"), None),
+        SdkError::TimeoutError(_) => {
+            return AwsError::local(format!("{action} timed out, on every attempt"))
+                .with_kind(ErrorKind::Transient);
+        }
         _ => {
             // Dispatch and construction failures: credentials, or the connection.
             if let Some(cred) = find::<CredentialsError>(&err) {
@@ -166,16 +169,10 @@ where
             } else {
                 "the request could not be sent"
             };
-            let e = AwsError {
-                code: None,
-                message: format!("{what} ({root})"),
-                status: None,
-                kind: ErrorKind::Unreachable,
-            };
-            return e;
+            return AwsError::local(format!("{what} ({root})")).with_kind(ErrorKind::Unreachable);
         }
     };
-    let mut kind = classify(code.as_deref(), status);
+    let kind = classify(code.as_deref(), status);
     let message = match kind {
         ErrorKind::AccessDenied if !message.contains(&action) => {
             format!(
@@ -189,9 +186,6 @@ where
         }
         _ => message,
     };
-    if code.is_none() && status.is_none() {
-        kind = ErrorKind::Other;
-    }
     AwsError {
         code,
         message,

@@ -99,11 +99,15 @@ impl Aws {
                     .with_max_backoff(Duration::from_secs(20)),
             );
         }
-        if std::env::var_os("AWS_REGION").is_none()
-            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-            && let Some(r) = region
-        {
-            loader = loader.region(aws_config::Region::new(r.to_owned()));
+        // The stack's region, unless the environment names one.
+        let stack_region = region
+            .filter(|_| {
+                std::env::var_os("AWS_REGION").is_none()
+                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            })
+            .map(|r| aws_config::Region::new(r.to_owned()));
+        if let Some(r) = &stack_region {
+            loader = loader.region(r.clone());
         }
         // Off EC2 the instance-metadata endpoint does not answer: try it once, briefly, so
         // that "no credentials" is reported in about a second, not after the SDK's ~9 s.
@@ -115,11 +119,8 @@ impl Aws {
         let mut chain =
             aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
                 .imds_client(imds);
-        if std::env::var_os("AWS_REGION").is_none()
-            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-            && let Some(r) = region
-        {
-            chain = chain.region(aws_config::Region::new(r.to_owned()));
+        if let Some(r) = stack_region {
+            chain = chain.region(r);
         }
         loader = loader.credentials_provider(chain.build().await);
         Self::from_config(loader.load().await)
