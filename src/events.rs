@@ -6,16 +6,50 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+/// What an action does. Typed for every consumer (the printer, the migrations checkpoint);
+/// in JSON it is the word CI parsers have always read ("create", "migrate 0002_x.sql").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Activity {
+    /// A resource change of the plan.
+    Resource(crate::plan::Action),
+    /// A long-running operation as a whole (migrations: snapshot, migrate, verify).
+    Operation,
+    /// One migration file, by file name.
+    Migrate(String),
+    /// A migration tool's command (`alembic upgrade head`), secrets redacted.
+    Command(String),
+    /// The action failed (in `ActionFinished` only).
+    Failed,
+}
+
+impl std::fmt::Display for Activity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Activity::Resource(a) => f.write_str(a.verb()),
+            Activity::Operation => f.write_str("run"),
+            Activity::Migrate(file) => write!(f, "migrate {file}"),
+            Activity::Command(cmd) => write!(f, "run {cmd}"),
+            Activity::Failed => f.write_str("failed"),
+        }
+    }
+}
+
+impl Serialize for Activity {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     ActionStarted {
         address: String,
-        action: String,
+        action: Activity,
     },
     ActionFinished {
         address: String,
-        action: String,
+        action: Activity,
         #[serde(with = "secs")]
         elapsed: Duration,
         /// `None` on success.

@@ -46,14 +46,8 @@ pub async fn read_all(
             .for_address(t.address.clone())
         })?;
         let cx = Cx {
-            aws,
-            address: &t.address,
-            events: &NoEvents,
-            wait_timeout,
-            poll_interval: Duration::from_secs(5),
             wanted: wanted.get(&t.address),
-            prior: None,
-            lineage: "",
+            ..Cx::new(aws, &t.address, &NoEvents, wait_timeout)
         };
         let started = std::time::Instant::now();
         let live = p.read(&cx, &t.id).await.map_err(|e| {
@@ -169,16 +163,7 @@ pub async fn resolve_intents(
             let Some(p) = reg.provider(&intent.kind) else {
                 continue;
             };
-            let cx = Cx {
-                aws,
-                address: addr,
-                events: &NoEvents,
-                wait_timeout,
-                poll_interval: Duration::from_secs(5),
-                wanted: None,
-                prior: None,
-                lineage: "",
-            };
+            let cx = Cx::new(aws, addr, &NoEvents, wait_timeout);
             let found = p
                 .find_created(&cx, addr, &state.lineage)
                 .await

@@ -13,11 +13,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+mod error;
+
+pub use error::{ApplyError, Cause, Step};
+
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use crate::eval::{desired_attrs, resolve, storable};
-use crate::events::{Event, EventSink};
+use crate::events::{Activity, Event, EventSink};
 use crate::plan::{Action, Change, Plan};
 use crate::providers::{Aws, Cx, Live, Provider, Registry};
 use crate::stack::{Ref, Stack};
@@ -50,7 +54,7 @@ impl Default for ApplyOptions {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub completed: Vec<(String, Action)>,
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<ApplyError>,
     pub skipped: Vec<(String, String)>,
     pub state: Option<State>,
     /// The run was interrupted (SIGINT/SIGTERM) before everything started.
@@ -242,7 +246,9 @@ pub async fn apply<'a>(
         .collect();
     for e in fixes {
         if let Err(err) = recorder.record(e) {
-            outcome.failed.push(("state".into(), err));
+            outcome
+                .failed
+                .push(ApplyError::other("state", Step::Journal, err));
             outcome.state = Some(recorder.state.lock().expect("state lock").clone());
             return outcome;
         }
@@ -339,51 +345,53 @@ pub async fn apply<'a>(
             }
             started.insert(addr.clone());
             let known = &known;
-            let fut: futures::future::BoxFuture<'_, (String, Result<Action, String>, Duration)> =
-                if let Some(e) = extra_by.get(addr.as_str()) {
-                    let e: &Extra = e;
-                    Box::pin(async move {
-                        events.emit(Event::ActionStarted {
-                            address: e.address.clone(),
-                            action: "run".into(),
-                        });
-                        let t = Instant::now();
-                        let r = match (e.run)(journaling.clone()).await {
-                            Ok(records) if records.is_empty() => Ok(Action::NoOp),
-                            Ok(records) => recorder
-                                .record(Entry::Records { records })
-                                .map(|_| Action::NoOp),
-                            Err(e) => Err(e),
-                        };
-                        (e.address.clone(), r, t.elapsed())
-                    })
-                } else if !active.contains_key(addr.as_str())
-                    && let Some(base) = addr.strip_suffix(DEPOSED)
-                {
-                    let change = active[base];
-                    Box::pin(async move {
-                        let t = Instant::now();
-                        let r = delete_deposed(reg, change, recorder, aws, events, opts)
-                            .await
-                            .map(|_| Action::Delete);
-                        (addr.clone(), r, t.elapsed())
-                    })
-                } else {
-                    let change = active[addr.as_str()];
-                    Box::pin(async move {
-                        events.emit(Event::ActionStarted {
-                            address: change.address.clone(),
-                            action: change.action.verb().into(),
-                        });
-                        let t = Instant::now();
-                        let r = run_change(
-                            reg, change, plan, stack, recorder, known, aws, events, opts,
-                        )
+            let fut: futures::future::BoxFuture<
+                '_,
+                (String, Result<Action, ApplyError>, Duration),
+            > = if let Some(e) = extra_by.get(addr.as_str()) {
+                let e: &Extra = e;
+                Box::pin(async move {
+                    events.emit(Event::ActionStarted {
+                        address: e.address.clone(),
+                        action: Activity::Operation,
+                    });
+                    let t = Instant::now();
+                    let r = match (e.run)(journaling.clone()).await {
+                        Ok(records) if records.is_empty() => Ok(Action::NoOp),
+                        Ok(records) => recorder
+                            .record(Entry::Records { records })
+                            .map(|_| Action::NoOp)
+                            .map_err(|m| ApplyError::other(&e.address, Step::Journal, m)),
+                        Err(m) => Err(ApplyError::other(&e.address, Step::Operation, m)),
+                    };
+                    (e.address.clone(), r, t.elapsed())
+                })
+            } else if !active.contains_key(addr.as_str())
+                && let Some(base) = addr.strip_suffix(DEPOSED)
+            {
+                let change = active[base];
+                Box::pin(async move {
+                    let t = Instant::now();
+                    let r = delete_deposed(reg, change, recorder, aws, events, opts)
                         .await
-                        .map(|_| change.action);
-                        (change.address.clone(), r, t.elapsed())
-                    })
-                };
+                        .map(|_| Action::Delete);
+                    (addr.clone(), r, t.elapsed())
+                })
+            } else {
+                let change = active[addr.as_str()];
+                Box::pin(async move {
+                    events.emit(Event::ActionStarted {
+                        address: change.address.clone(),
+                        action: Activity::Resource(change.action),
+                    });
+                    let t = Instant::now();
+                    let r =
+                        run_change(reg, change, plan, stack, recorder, known, aws, events, opts)
+                            .await
+                            .map(|_| change.action);
+                    (change.address.clone(), r, t.elapsed())
+                })
+            };
             running.push(fut);
         }
         // Wake up for a finished action, or for an interrupt while waiting for one.
@@ -395,18 +403,18 @@ pub async fn apply<'a>(
             break;
         };
         let action = match &result {
-            Ok(_) if extra_by.contains_key(addr.as_str()) => "run".to_owned(),
+            Ok(_) if extra_by.contains_key(addr.as_str()) => Activity::Operation,
             Ok(_) if addr.ends_with(DEPOSED) && !active.contains_key(addr.as_str()) => {
-                "delete".to_owned()
+                Activity::Resource(Action::Delete)
             }
-            Ok(a) => a.verb().to_owned(),
-            Err(_) => "failed".to_owned(),
+            Ok(a) => Activity::Resource(*a),
+            Err(_) => Activity::Failed,
         };
         events.emit(Event::ActionFinished {
             address: addr.clone(),
             action,
             elapsed,
-            error: result.as_ref().err().cloned(),
+            error: result.as_ref().err().map(ToString::to_string),
         });
         match result {
             Ok(a) => {
@@ -427,7 +435,7 @@ pub async fn apply<'a>(
                         }
                     }
                 }
-                outcome.failed.push((addr, e));
+                outcome.failed.push(e);
             }
         }
     }
@@ -475,7 +483,7 @@ async fn delete_deposed(
     aws: &Aws,
     events: &dyn EventSink,
     opts: &ApplyOptions,
-) -> Result<(), String> {
+) -> Result<(), ApplyError> {
     let key = deposed_key(&change.address);
     let Some(old) = recorder
         .state
@@ -487,24 +495,24 @@ async fn delete_deposed(
     else {
         return Ok(());
     };
-    let p = reg
-        .provider(&old.kind)
-        .ok_or_else(|| format!("unknown kind {}", old.kind))?;
+    let p = reg.provider(&old.kind).ok_or_else(|| {
+        ApplyError::other(
+            &change.address,
+            Step::DeleteOld,
+            format!("unknown kind {}", old.kind),
+        )
+    })?;
     events.emit(Event::Note {
         address: change.address.clone(),
         message: format!("deleting the old {} `{}`", old.kind, old.id),
     });
     let cx = Cx {
-        aws,
-        address: &change.address,
-        events,
-        wait_timeout: opts.wait_timeout,
         poll_interval: opts.poll_interval,
-        wanted: None,
         prior: Some(&old),
         lineage: &recorder.base.lineage,
+        ..Cx::new(aws, &change.address, events, opts.wait_timeout)
     };
-    delete_recorded(p, &cx, recorder, &key, &old, "delete of the old object").await
+    delete_recorded(p, &cx, recorder, &key, &old, Step::DeleteOld).await
 }
 
 /// Resolves once the cancel flag is set (polled: signals set it from another task).
@@ -531,23 +539,28 @@ async fn delete_recorded(
     recorder: &Recorder<'_>,
     address: &str,
     prior: &ResourceState,
-    verb: &str,
-) -> Result<(), String> {
-    recorder.record(Entry::Intent {
-        address: address.to_owned(),
-        intent: intent(&prior.kind, IntentOp::Delete, Some(prior.id.clone())),
-    })?;
+    step: Step,
+) -> Result<(), ApplyError> {
+    let journal = |m: String| ApplyError::other(address, Step::Journal, m);
+    recorder
+        .record(Entry::Intent {
+            address: address.to_owned(),
+            intent: intent(&prior.kind, IntentOp::Delete, Some(prior.id.clone())),
+        })
+        .map_err(journal)?;
     if let Err(e) = p.delete(cx, &prior.id, &prior.attributes).await {
-        let msg = format!("{verb} failed: {e}");
+        let err = ApplyError::aws(address, step, e);
         let _ = recorder.record(Entry::Failed {
             address: address.to_owned(),
-            error: msg.clone(),
+            error: err.to_string(),
         });
-        return Err(msg);
+        return Err(err);
     }
-    recorder.record(Entry::Removed {
-        address: address.to_owned(),
-    })
+    recorder
+        .record(Entry::Removed {
+            address: address.to_owned(),
+        })
+        .map_err(journal)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -561,10 +574,13 @@ async fn run_change(
     aws: &Aws,
     events: &dyn EventSink,
     opts: &ApplyOptions,
-) -> Result<(), String> {
+) -> Result<(), ApplyError> {
+    let address = change.address.as_str();
+    let prepare = |m: String| ApplyError::other(address, Step::Prepare, m);
+    let journal = |m: String| ApplyError::other(address, Step::Journal, m);
     let p = reg
         .provider(&change.kind)
-        .ok_or_else(|| format!("unknown kind {}", change.kind))?;
+        .ok_or_else(|| prepare(format!("unknown kind {}", change.kind)))?;
     let prior = recorder
         .state
         .lock()
@@ -573,34 +589,31 @@ async fn run_change(
         .get(&change.address)
         .cloned();
     let cx = Cx {
-        aws,
-        address: &change.address,
-        events,
-        wait_timeout: opts.wait_timeout,
         poll_interval: opts.poll_interval,
-        wanted: None,
         prior: prior.as_ref(),
         lineage: &recorder.base.lineage,
+        ..Cx::new(aws, &change.address, events, opts.wait_timeout)
     };
 
     if change.action == Action::Delete {
         match &prior {
             Some(pr) if !change.deleted_outside => {
-                delete_recorded(p, &cx, recorder, &change.address, pr, "delete").await?;
+                delete_recorded(p, &cx, recorder, address, pr, Step::Delete).await?;
             }
-            _ => recorder.record(Entry::Removed {
-                address: change.address.clone(),
-            })?,
+            _ => recorder
+                .record(Entry::Removed {
+                    address: change.address.clone(),
+                })
+                .map_err(journal)?,
         }
         known.lock().expect("known lock").remove(&change.address);
         return Ok(());
     }
 
     let r = stack.resources.get(&change.address).ok_or_else(|| {
-        format!(
-            "{} is in the plan but not in the stack; re-run plan",
-            change.address
-        )
+        prepare(format!(
+            "{address} is in the plan but not in the stack; re-run plan"
+        ))
     })?;
     let desired = {
         let k = known.lock().expect("known lock");
@@ -611,7 +624,9 @@ async fn run_change(
         desired_attrs(r, p, &lookup)
     };
     let input = resolve(&desired).map_err(|a| {
-        format!("attribute `{a}` is still unknown after its dependencies were applied")
+        prepare(format!(
+            "attribute `{a}` is still unknown after its dependencies were applied"
+        ))
     })?;
     if opts.check_fingerprints {
         for (attr, s) in &input.secrets {
@@ -619,63 +634,59 @@ async fn run_change(
             if let Some(fp) = plan.secret_fingerprints.get(&key)
                 && !crate::secret::matches(s, fp)
             {
-                return Err(format!(
+                return Err(prepare(format!(
                     "the secret value of {key} differs from the one the plan was made with; re-run plan"
-                ));
+                )));
             }
         }
     }
 
-    let create = |verb: &'static str| {
+    let create = |step: Step| {
         let cx = &cx;
         let input = &input;
         let desired = &desired;
         async move {
-            recorder.record(Entry::Intent {
-                address: change.address.clone(),
-                intent: intent(&change.kind, IntentOp::Create, p.id_for(desired)),
-            })?;
+            recorder
+                .record(Entry::Intent {
+                    address: change.address.clone(),
+                    intent: intent(&change.kind, IntentOp::Create, p.id_for(desired)),
+                })
+                .map_err(journal)?;
             match p.create(cx, input).await {
                 Ok(live) => Ok(live),
                 Err(e) => {
                     // The intent stays open (with the id, when AWS returned one): the next
                     // plan adopts whatever was created.
-                    let msg = format!("{verb} failed: {e}");
+                    let err = ApplyError::aws(address, step, e);
                     let _ = recorder.record(Entry::Failed {
                         address: change.address.clone(),
-                        error: msg.clone(),
+                        error: err.to_string(),
                     });
-                    Err(msg)
+                    Err(err)
                 }
             }
         }
     };
     let live: Live = match change.action {
-        Action::Create => create("create").await?,
+        Action::Create => create(Step::Create).await?,
         Action::Replace => {
             if let Some(pr) = &prior {
-                delete_recorded(
-                    p,
-                    &cx,
-                    recorder,
-                    &change.address,
-                    pr,
-                    "delete (for replacement)",
-                )
-                .await?;
+                delete_recorded(p, &cx, recorder, address, pr, Step::DeleteForReplacement).await?;
             }
-            create("create (for replacement)").await?
+            create(Step::CreateForReplacement).await?
         }
         Action::CreateThenDelete => {
             // The old object moves to its deposed key first, so that whatever happens next
             // (a failed create, a kill) state still knows it and a later apply deletes it.
             if let Some(pr) = &prior {
-                recorder.record(Entry::Stored {
-                    address: deposed_key(&change.address),
-                    resource: pr.clone(),
-                })?;
+                recorder
+                    .record(Entry::Stored {
+                        address: deposed_key(&change.address),
+                        resource: pr.clone(),
+                    })
+                    .map_err(journal)?;
             }
-            create("create (for replacement)").await?
+            create(Step::CreateForReplacement).await?
         }
         Action::Update => {
             let schema = p.schema();
@@ -686,7 +697,7 @@ async fn run_change(
                 .collect();
             let pr = prior
                 .as_ref()
-                .ok_or_else(|| format!("{} is not in state; re-run plan", change.address))?;
+                .ok_or_else(|| prepare(format!("{address} is not in state; re-run plan")))?;
             if remote.is_empty() {
                 // Local-only change (force_destroy, prevent_destroy): nothing to ask AWS.
                 Live {
@@ -697,7 +708,7 @@ async fn run_change(
             } else {
                 p.update(&cx, &pr.id, &input, &remote)
                     .await
-                    .map_err(|e| format!("update failed: {e}"))?
+                    .map_err(|e| ApplyError::aws(address, Step::Update, e))?
             }
         }
         Action::NoOp | Action::Read | Action::Delete => unreachable!("filtered out"),
@@ -708,21 +719,23 @@ async fn run_change(
         .into_iter()
         .filter(|d| !d.starts_with("data."))
         .collect();
-    recorder.record(Entry::Stored {
-        address: change.address.clone(),
-        resource: ResourceState {
-            kind: change.kind.clone(),
-            id: live.id.clone(),
-            attributes: attrs.clone(),
-            sensitive_attributes: sensitive,
-            depends_on: deps,
-            prevent_destroy: r.prevent_destroy,
-            private: live
-                .private
-                .clone()
-                .or_else(|| prior.as_ref().and_then(|p| p.private.clone())),
-        },
-    })?;
+    recorder
+        .record(Entry::Stored {
+            address: change.address.clone(),
+            resource: ResourceState {
+                kind: change.kind.clone(),
+                id: live.id.clone(),
+                attributes: attrs.clone(),
+                sensitive_attributes: sensitive,
+                depends_on: deps,
+                prevent_destroy: r.prevent_destroy,
+                private: live
+                    .private
+                    .clone()
+                    .or_else(|| prior.as_ref().and_then(|p| p.private.clone())),
+            },
+        })
+        .map_err(journal)?;
     known
         .lock()
         .expect("known lock")
@@ -860,6 +873,13 @@ mod tests {
             .insert("b-id".into());
         let out = f.apply(&ApplyOptions::default()).await;
         assert_eq!(out.failed.len(), 1, "{out:?}");
+        let err = &out.failed[0];
+        assert_eq!(
+            (err.address.as_str(), err.operation),
+            ("mem_thing.b", Step::Create)
+        );
+        assert!(matches!(err.source, Cause::Aws(_)), "{err:?}");
+        assert!(err.to_string().starts_with("create failed: "), "{err}");
         let st = f.backend.load().await.unwrap().unwrap();
         assert!(st.resources.contains_key("mem_thing.a"));
         let intent = &st.pending["mem_thing.b"];

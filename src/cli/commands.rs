@@ -537,7 +537,12 @@ fn summarize_inner(o: &Outcome, json: bool) -> anyhow::Result<Exit> {
             "type": "summary",
             "ok": o.ok(),
             "completed": o.completed.iter().map(|(a, x)| serde_json::json!({"address": a, "action": x.verb()})).collect::<Vec<_>>(),
-            "failed": o.failed.iter().map(|(a, e)| serde_json::json!({"address": a, "error": e})).collect::<Vec<_>>(),
+            "failed": o.failed.iter().map(|e| serde_json::json!({
+                "address": e.address,
+                "operation": e.operation.as_str(),
+                "error": e.to_string(),
+                "error_kind": e.kind().map(|k| k.as_str()),
+            })).collect::<Vec<_>>(),
             "skipped": o.skipped.iter().map(|(a, r)| serde_json::json!({"address": a, "reason": r})).collect::<Vec<_>>(),
             "interrupted": o.interrupted,
             "state_error": o.save_error,
@@ -558,8 +563,8 @@ fn summarize_inner(o: &Outcome, json: bool) -> anyhow::Result<Exit> {
                 "failed"
             }
         );
-        for (a, e) in &o.failed {
-            msg.push_str(&format!("  ✗ {a}: {e}\n"));
+        for e in &o.failed {
+            msg.push_str(&format!("  ✗ {}: {e}\n", e.address));
         }
         for (a, r) in &o.skipped {
             msg.push_str(&format!("  - {a}: not started ({r})\n"));

@@ -228,16 +228,7 @@ pub async fn restore(
         .await
         .map_err(|e| anyhow!("restore of snapshot {snapshot} failed: {}", aws_err(e)))?;
     let events = output::TermEvents::new(false);
-    let cx = Cx {
-        aws: &aws,
-        address: &database,
-        events: &events,
-        wait_timeout: wait,
-        poll_interval: Duration::from_secs(5),
-        wanted: None,
-        prior: None,
-        lineage: "",
-    };
+    let cx = Cx::new(&aws, &database, &events, wait);
     crate::providers::wait_for(&cx, &format!("restored instance {new_id}"), || async {
         let out = aws
             .rds()

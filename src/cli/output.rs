@@ -15,7 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Color;
 use crate::error::Diagnostic;
-use crate::events::{Event, EventSink};
+use crate::events::{Activity, Event, EventSink};
+use crate::plan::Action;
 
 const RED: Style = AnsiColor::Red.on_default();
 const GREEN: Style = AnsiColor::Green.on_default();
@@ -90,32 +91,30 @@ pub fn confirm(question: &str) -> bool {
     std::io::stdin().read_line(&mut line).is_ok() && line.trim() == "yes"
 }
 
-fn started_line(action: &str) -> String {
+fn started_line(action: &Activity) -> String {
     match action {
-        "create" => "Creating...".into(),
-        "update" => "Modifying...".into(),
-        "replace" => "Replacing...".into(),
-        "delete" => "Destroying...".into(),
-        "run" => "Running (snapshot, migrate, verify)...".into(),
-        other => match other.split_once(' ') {
-            Some(("migrate", file)) => format!("Migrating {file}..."),
-            Some(("run", tool)) => format!("Running {tool}..."),
-            _ => format!("{other}..."),
-        },
+        Activity::Resource(Action::Create) => "Creating...".into(),
+        Activity::Resource(Action::Update) => "Modifying...".into(),
+        Activity::Resource(Action::Replace | Action::CreateThenDelete) => "Replacing...".into(),
+        Activity::Resource(Action::Delete) => "Destroying...".into(),
+        Activity::Operation => "Running (snapshot, migrate, verify)...".into(),
+        Activity::Migrate(file) => format!("Migrating {file}..."),
+        Activity::Command(tool) => format!("Running {tool}..."),
+        other => format!("{other}..."),
     }
 }
 
-fn finished_line(action: &str, elapsed: f64) -> String {
+fn finished_line(action: &Activity, elapsed: f64) -> String {
     let what = match action {
-        "create" => "Creation complete".into(),
-        "update" => "Modifications complete".into(),
-        "replace" => "Replacement complete".into(),
-        "delete" => "Destruction complete".into(),
-        other => match other.split_once(' ') {
-            Some(("migrate", file)) => format!("Migrated {file}"),
-            Some(("run", tool)) => format!("Ran {tool}"),
-            _ => "Complete".into(),
-        },
+        Activity::Resource(Action::Create) => "Creation complete".into(),
+        Activity::Resource(Action::Update) => "Modifications complete".into(),
+        Activity::Resource(Action::Replace | Action::CreateThenDelete) => {
+            "Replacement complete".into()
+        }
+        Activity::Resource(Action::Delete) => "Destruction complete".into(),
+        Activity::Migrate(file) => format!("Migrated {file}"),
+        Activity::Command(tool) => format!("Ran {tool}"),
+        _ => "Complete".into(),
     };
     format!("{what} after {elapsed:.1}s")
 }

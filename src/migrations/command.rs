@@ -10,7 +10,7 @@ use super::db::{self, MigrationLock, Redactor, db_error};
 use super::history::{self, row_to_applied};
 use super::runner::verify;
 use super::{MigrationError, MigrationSet, Mode, RunOptions, RunReport};
-use crate::events::{Event, EventSink};
+use crate::events::{Activity, Event, EventSink};
 use crate::secret::SecretString;
 
 /// Lines of stderr kept for the error message.
@@ -65,7 +65,7 @@ async fn run_locked(
     let opts = &opts.snapshot_first(&[]).await?;
     let redactor = Redactor::new(url.expose());
     let command = redactor.apply(&argv.join(" "));
-    let action = format!("run {command}");
+    let action = Activity::Command(command.clone());
     opts.events.emit(Event::ActionStarted {
         address: opts.address.clone(),
         action: action.clone(),

@@ -15,7 +15,7 @@ use super::{
     AppliedRow, FailedMigration, Finding, MigrationError, MigrationFile, MigrationSet, RunOptions,
     RunReport,
 };
-use crate::events::Event;
+use crate::events::{Activity, Event};
 use crate::secret::SecretString;
 
 /// `statement_timeout` for each verify query.
@@ -74,7 +74,7 @@ async fn apply_locked(
             .cloned()
             .collect();
         let allowed = allowed_summary(&file_findings, opts.allow_unsafe);
-        let action = format!("migrate {}", file.file_name());
+        let action = Activity::Migrate(file.file_name().to_string());
         opts.events.emit(Event::ActionStarted {
             address: opts.address.clone(),
             action: action.clone(),

@@ -10,7 +10,7 @@ use anyhow::anyhow;
 use serde_json::Value;
 
 use crate::apply::{Extra, Records};
-use crate::events::{Event, EventSink};
+use crate::events::{Activity, Event, EventSink};
 use crate::migrations::{self, MigrationFile, MigrationSet, Mode, RunOptions};
 use crate::plan::{Action, MigrationsPlan, Plan};
 use crate::providers::{Aws, Cx, aws_err};
@@ -67,11 +67,10 @@ struct Checkpointing<'a> {
 impl EventSink for Checkpointing<'_> {
     fn emit(&self, event: Event) {
         if let Event::ActionFinished {
-            action,
+            action: Activity::Migrate(file),
             error: None,
             ..
         } = &event
-            && let Some(file) = action.strip_prefix("migrate ")
         {
             let mut c = self.state.lock().expect("checkpoint lock");
             c.applied
@@ -510,14 +509,8 @@ pub(crate) async fn take_snapshot(
         .await
         .map_err(|e| format!("snapshot {id} failed: {}", aws_err(e)))?;
     let cx = Cx {
-        aws,
-        address: "migrations",
-        events,
-        wait_timeout: wait,
         poll_interval: Duration::from_secs(2),
-        wanted: None,
-        prior: None,
-        lineage: "",
+        ..Cx::new(aws, "migrations", events, wait)
     };
     crate::providers::wait_for(&cx, &format!("snapshot {id}"), || async {
         let out = aws

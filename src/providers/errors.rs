@@ -41,6 +41,20 @@ pub struct AwsError {
     kind: ErrorKind,
 }
 
+impl ErrorKind {
+    /// The kind as CI reads it in `--json` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::Credentials => "credentials",
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::Transient => "transient",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
 impl AwsError {
     pub fn new(code: Option<&str>, message: impl Into<String>) -> Self {
         let kind = classify(code, None);
@@ -179,6 +193,9 @@ where
                 "{message} (action {action}): grant it to the caller, or use a profile that has it"
             )
         }
+        ErrorKind::AccessDenied => {
+            format!("{message}; grant it to the caller, or use a profile that has it")
+        }
         ErrorKind::Credentials => {
             format!(
                 "{message}: the credentials were rejected; refresh them (`aws sso login`, or new keys)"
@@ -207,6 +224,16 @@ fn not_an_aws_error(raw: &HttpResponse) -> String {
     } else {
         ""
     };
+    // A HEAD (S3 HeadBucket) gets no body, so no code either: the status is all there is.
+    if raw.body().bytes().is_some_and(<[u8]>::is_empty) {
+        return match status {
+            403 => "access denied (HTTP 403 with no error body)".into(),
+            _ => format!(
+                "HTTP {status} {} with no error body{retried}",
+                reason(status)
+            ),
+        };
+    }
     format!(
         "HTTP {status} {} with a body that is not an AWS error ({content_type}){retried}; a proxy or load balancer in front of the endpoint may have answered",
         reason(status)

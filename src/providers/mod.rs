@@ -188,7 +188,27 @@ pub struct Cx<'a> {
     pub lineage: &'a str,
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
+    /// A context with no prior, no lineage, all attributes wanted and a 5 s poll; set
+    /// the rest with struct update syntax (`Cx { prior, ..Cx::new(…) }`).
+    pub fn new(
+        aws: &'a Aws,
+        address: &'a str,
+        events: &'a dyn EventSink,
+        wait_timeout: Duration,
+    ) -> Self {
+        Cx {
+            aws,
+            address,
+            events,
+            wait_timeout,
+            poll_interval: Duration::from_secs(5),
+            wanted: None,
+            prior: None,
+            lineage: "",
+        }
+    }
+
     /// Whether a read should fetch `attr`.
     pub fn wants(&self, attr: &str) -> bool {
         self.wanted.is_none_or(|w| w.contains(attr))

@@ -95,16 +95,40 @@ impl Provider for RdsParameterGroup {
 
     async fn create(&self, cx: &Cx<'_>, input: &Resolved) -> Result<Live> {
         let name = required_str(input, "name")?;
-        cx.aws
+        let family = required_str(input, "family")?;
+        let description = input.str("description").unwrap_or("Managed by Stackwright");
+        let sent = cx
+            .aws
             .rds()
             .create_db_parameter_group()
             .db_parameter_group_name(name)
-            .db_parameter_group_family(required_str(input, "family")?)
-            .description(input.str("description").unwrap_or("Managed by Stackwright"))
+            .db_parameter_group_family(family)
+            .description(description)
             .set_tags(Some(tag_list(&input.string_map("tags"))))
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(aws_err);
+        match sent {
+            // A retried create whose first reply was lost: the group has exactly the family
+            // and description sent (the plan saw none), so it is our own first attempt.
+            // Its parameters are set below either way.
+            Err(e)
+                if e.is("DBParameterGroupAlreadyExists")
+                    && describe(cx.aws, name)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|g| {
+                            g.db_parameter_group_family() == Some(family)
+                                && g.description() == Some(description)
+                        }) =>
+            {
+                tracing::debug!(%name, "CreateDBParameterGroup retried after a lost reply; it had succeeded");
+            }
+            other => {
+                other?;
+            }
+        }
         cx.created(name);
         set_parameters(
             cx.aws,

@@ -57,7 +57,8 @@ impl Provider for RdsSubnetGroup {
 
     async fn create(&self, cx: &Cx<'_>, input: &Resolved) -> Result<Live> {
         let name = required_str(input, "name")?;
-        cx.aws
+        let sent = cx
+            .aws
             .rds()
             .create_db_subnet_group()
             .db_subnet_group_name(name)
@@ -66,7 +67,20 @@ impl Provider for RdsSubnetGroup {
             .set_tags(Some(tag_list(&input.string_map("tags"))))
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(aws_err);
+        match sent {
+            // The SDK retried a create whose reply was lost: the group holds exactly what
+            // this create sent (the plan saw none), so it is our own first attempt.
+            Err(e)
+                if e.is("DBSubnetGroupAlreadyExists")
+                    && created_by_us(cx.aws, name, input).await =>
+            {
+                tracing::debug!(%name, "CreateDBSubnetGroup retried after a lost reply; it had succeeded");
+            }
+            other => {
+                other?;
+            }
+        }
         cx.created(name);
         self.read(cx, name).await?.ok_or_else(|| {
             AwsError::local(format!(
@@ -167,6 +181,22 @@ impl Provider for RdsSubnetGroup {
 
 fn description(input: &Resolved) -> &str {
     input.str("description").unwrap_or("Managed by Stackwright")
+}
+
+/// Whether the existing group `name` has the description and subnets `input` asks for.
+async fn created_by_us(aws: &Aws, name: &str, input: &Resolved) -> bool {
+    let Ok(Some(group)) = describe(aws, name).await else {
+        return false;
+    };
+    let mut want = input.string_list("subnet_ids");
+    want.sort();
+    let mut have: Vec<String> = group
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_identifier().map(str::to_owned))
+        .collect();
+    have.sort();
+    group.db_subnet_group_description() == Some(description(input)) && have == want
 }
 
 async fn describe(aws: &Aws, name: &str) -> Result<Option<DbSubnetGroup>> {

@@ -30,6 +30,9 @@ pub enum Fault {
     /// moto carries the request out, then the connection closes before the reply: the
     /// client cannot tell whether it happened (the hard case for creates).
     DropAfter,
+    /// The service's access-denied error, worded as IAM words it (moto enforces no IAM
+    /// by default): "User: … is not authorized to perform: ssm:GetParameter …".
+    AccessDenied,
 }
 
 const RANDOM_FAULTS: [Fault; 5] = [
@@ -40,13 +43,20 @@ const RANDOM_FAULTS: [Fault; 5] = [
     Fault::DropAfter,
 ];
 
+struct Rule {
+    needle: String,
+    fault: Fault,
+    remaining: Option<u32>,
+}
+
 struct Knobs {
     upstream: SocketAddr,
     delay_ms: AtomicU64,
     /// Share of requests that get a random fault, in parts per thousand.
     fault_per_mille: AtomicU32,
-    /// Requests whose head or body contains this text always get this fault.
-    fail_matching: Mutex<Option<(String, Fault)>>,
+    /// Requests whose head or body contains the text get the fault, every time or as many
+    /// times as the count says.
+    fail_matching: Mutex<Vec<Rule>>,
     requests: AtomicU64,
     faults: AtomicU64,
     in_flight: AtomicU64,
@@ -68,7 +78,7 @@ impl FaultProxy {
             upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
             delay_ms: AtomicU64::new(0),
             fault_per_mille: AtomicU32::new(0),
-            fail_matching: Mutex::new(None),
+            fail_matching: Mutex::new(Vec::new()),
             requests: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -109,12 +119,26 @@ impl FaultProxy {
 
     /// Always answers requests mentioning `needle` (a bucket or parameter name) with `fault`.
     pub fn fail_matching(&self, needle: &str, fault: Fault) {
-        *self.knobs.fail_matching.lock().unwrap() = Some((needle.to_owned(), fault));
+        self.add_rule(needle, fault, None);
+    }
+
+    /// Answers the first request mentioning `needle` (`Action=CreateDBInstance`) with
+    /// `fault`; later ones pass (the SDK's retry of it reaches moto).
+    pub fn fail_once_matching(&self, needle: &str, fault: Fault) {
+        self.add_rule(needle, fault, Some(1));
+    }
+
+    fn add_rule(&self, needle: &str, fault: Fault, remaining: Option<u32>) {
+        self.knobs.fail_matching.lock().unwrap().push(Rule {
+            needle: needle.to_owned(),
+            fault,
+            remaining,
+        });
     }
 
     pub fn clear_faults(&self) {
         self.set_fault_rate(0.0);
-        *self.knobs.fail_matching.lock().unwrap() = None;
+        self.knobs.fail_matching.lock().unwrap().clear();
     }
 
     /// Requests received (forwarded or answered).
@@ -224,6 +248,7 @@ fn serve(client: TcpStream, knobs: &Knobs) {
             Some(Fault::Throttle) => Some(throttle(&req)),
             Some(Fault::Html500) => Some(html(500, "Internal Server Error")),
             Some(Fault::Html503) => Some(html(503, "Service Unavailable")),
+            Some(Fault::AccessDenied) => Some(access_denied(&req)),
         };
         let Some(reply) = reply else { return };
         if writer.write_all(&reply).is_err() {
@@ -242,11 +267,17 @@ impl Drop for InFlight<'_> {
 }
 
 fn pick_fault(knobs: &Knobs, req: &Request) -> Option<Fault> {
-    if let Some((needle, fault)) = knobs.fail_matching.lock().unwrap().as_ref()
-        && req.mentions(needle)
+    let mut rules = knobs.fail_matching.lock().unwrap();
+    if let Some(rule) = rules
+        .iter_mut()
+        .find(|r| r.remaining != Some(0) && req.mentions(&r.needle))
     {
-        return Some(*fault);
+        if let Some(n) = &mut rule.remaining {
+            *n -= 1;
+        }
+        return Some(rule.fault);
     }
+    drop(rules);
     let rate = knobs.fault_per_mille.load(Ordering::Relaxed);
     if rate == 0 {
         return None;
@@ -327,6 +358,52 @@ fn forward(upstream: SocketAddr, req: &Request) -> Option<Vec<u8>> {
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(body);
     Some(bytes)
+}
+
+/// IAM's wording, with the action taken from the request (`X-Amz-Target`, `Action=`); S3's
+/// bare "Access Denied".
+fn access_denied(req: &Request) -> Vec<u8> {
+    let service = req.service();
+    let op = req
+        .header("x-amz-target")
+        .and_then(|t| t.split('.').nth(1).map(str::to_owned))
+        .or_else(|| {
+            let body = String::from_utf8_lossy(&req.body);
+            body.split('&')
+                .find_map(|kv| kv.strip_prefix("Action=").map(str::to_owned))
+        })
+        .unwrap_or_default();
+    let message = format!(
+        "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: {service}:{op} because no identity-based policy allows the {service}:{op} action"
+    );
+    match service {
+        // A HEAD reply has no body (S3 HeadBucket).
+        "s3" if req.head.starts_with("HEAD ") => {
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nx-amzn-RequestId: fault-proxy\r\n\r\n"
+                .to_vec()
+        }
+        "s3" => response(
+            403,
+            "Forbidden",
+            "application/xml",
+            // S3 says only this, naming neither action nor resource.
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>fault-proxy</RequestId></Error>",
+        ),
+        _ if req.header("x-amz-target").is_some() => response(
+            400,
+            "Bad Request",
+            "application/x-amz-json-1.1",
+            &format!("{{\"__type\":\"AccessDeniedException\",\"message\":\"{message}\"}}"),
+        ),
+        _ => response(
+            403,
+            "Forbidden",
+            "text/xml",
+            &format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{message}</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>"
+            ),
+        ),
+    }
 }
 
 fn response(status: u16, reason: &str, content_type: &str, body: &str) -> Vec<u8> {

@@ -1,19 +1,81 @@
-//! Issue 6's crash-safety tests against the real binary, real moto: SIGKILL at many points
-//! of an apply and of a destroy, each followed by a plain re-run with no hand repair; two
-//! applies and one lock; SIGINT; import. Results are read back through the SDK.
+//! Issue 6's crash-safety tests against the real binary, real moto and a real PostgreSQL:
+//! SIGKILL at many points of an apply and of a destroy, each followed by a plain re-run with
+//! no hand repair; two applies and one lock; SIGINT; import. Results are read back through
+//! the SDK and psql.
 
 use std::time::{Duration, Instant};
 
 use crate::common::process::{self, Proc};
-use crate::common::{CMD_TIMEOUT, TestEnv};
+use crate::common::{CMD_TIMEOUT, Postgres, TestEnv};
 
 const BUCKETS: usize = 15;
 const PARAMS: usize = 25;
+/// The RDS subnet group, parameter group and instance.
+const RDS: usize = 3;
+const MIGRATIONS: [(&str, &str); 3] = [
+    (
+        "0001_users.sql",
+        "CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE);\n",
+    ),
+    (
+        "0002_orders.sql",
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, user_id bigint NOT NULL);\n",
+    ),
+    (
+        "0003_name.sql",
+        "ALTER TABLE users ADD COLUMN display_name text;\n",
+    ),
+];
 
-/// 40 resources: buckets with versioning and tags (several calls each), plain parameters,
-/// some referencing a bucket, and a SecureString.
+/// 45 resources and the migrations: buckets with versioning and tags (several calls each),
+/// plain parameters, some referencing a bucket, a SecureString, an RDS subnet group,
+/// parameter group and instance, the DATABASE_URL parameter and three migration files.
 fn stack() -> String {
-    let mut s = String::from("[stack]\nname = \"crash\"\nregion = \"us-east-1\"\n\n");
+    let mut s = String::from(
+        r#"[stack]
+name = "crash"
+region = "us-east-1"
+
+[data.vpc.main]
+default = true
+
+[data.subnets.all]
+vpc = "${data.vpc.main.id}"
+
+[rds_subnet_group.db]
+name = "crash-db"
+subnet_ids = "${data.subnets.all.ids}"
+
+[rds_parameter_group.db]
+name = "crash-db-pg"
+family = "postgres16"
+parameters = { log_min_duration_statement = "500" }
+
+[rds_instance.db]
+identifier = "crash-db"
+engine = "postgres"
+engine_version = "16.3"
+instance_class = "db.t4g.micro"
+allocated_storage = 20
+db_subnet_group = "${rds_subnet_group.db.name}"
+parameter_group = "${rds_parameter_group.db.name}"
+master_username = "crash"
+master_password = { from_env = "CRASH_DB_PASSWORD" }
+final_snapshot = false
+
+[ssm_parameter.database_url]
+name = "/crash/DATABASE_URL"
+type = "SecureString"
+value = { from_env = "CRASH_DATABASE_URL" }
+depends_on = ["rds_instance.db"]
+
+[migrations]
+dir = "migrations"
+database = "rds_instance.db"
+url = { ssm = "/crash/DATABASE_URL" }
+
+"#,
+    );
     for i in 0..BUCKETS {
         s.push_str(&format!(
             "[s3_bucket.b{i}]\nname = \"crash-b{i}\"\nversioning = true\ntags = {{ n = \"{i}\" }}\n\n"
@@ -32,12 +94,91 @@ fn stack() -> String {
     s
 }
 
-const SECRET: (&str, &str) = ("CRASH_SECRET", "crash-secret-value");
+/// One kill-loop run: a fresh moto account and a database of its own on the shared server.
+struct Crash {
+    env: TestEnv,
+    /// The database's name on the shared server, for reading the migration history.
+    db: String,
+    vars: Vec<(&'static str, String)>,
+}
 
-fn setup() -> TestEnv {
-    let env = TestEnv::new();
-    env.write("crash.toml", stack());
-    env
+impl Crash {
+    fn new(pg: &Postgres) -> Crash {
+        let env = TestEnv::new();
+        env.write("crash.toml", stack());
+        for (file, sql) in MIGRATIONS {
+            env.write(format!("migrations/{file}"), sql);
+        }
+        let db = format!("crash_{}", uuid::Uuid::new_v4().simple());
+        let url = pg.create_database(&db);
+        Crash {
+            env,
+            db,
+            vars: vec![
+                ("CRASH_SECRET", "crash-secret-value".into()),
+                ("CRASH_DB_PASSWORD", "Crash-db-pw-7731".into()),
+                ("CRASH_DATABASE_URL", url),
+            ],
+        }
+    }
+
+    fn vars(&self) -> Vec<(&str, &str)> {
+        self.vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    fn run(&self, args: &[&str]) -> crate::common::Run {
+        self.env.run_with(args, |c| {
+            for (k, v) in &self.vars {
+                c.env(k, v);
+            }
+        })
+    }
+
+    fn run_ok(&self, args: &[&str]) {
+        self.run(args).assert_success();
+    }
+
+    fn spawn(&self, args: &[&str]) -> Proc {
+        process::spawn(&self.env, args, &self.vars())
+    }
+
+    fn spawn_apply(&self, extra: &[&str]) -> Proc {
+        let mut args = apply_args();
+        args.extend_from_slice(extra);
+        self.spawn(&args)
+    }
+
+    /// Checks convergence after a kill: plain apply, then no changes, then exactly the
+    /// stack's resources in AWS and each migration applied once. Returns (duplicates,
+    /// orphans).
+    async fn converge(&self, pg: &Postgres) -> (usize, usize) {
+        self.run_ok(&apply_args());
+        self.run(&["plan", "crash.toml", "--detailed-exitcode"])
+            .assert_code(0);
+        let live = Live::read(&self.env).await;
+        let expected = Live::expected();
+        let mut unique = live.names.clone();
+        unique.sort();
+        unique.dedup();
+        let duplicates = live.names.len() - unique.len();
+        let orphans = unique.iter().filter(|n| !expected.contains(n)).count();
+        assert_eq!(
+            unique, expected,
+            "AWS must hold exactly the stack's resources"
+        );
+        assert_eq!(self.history(pg), "1,2,3", "each migration applied once");
+        (duplicates, orphans)
+    }
+
+    /// The versions in the migration history table, in order (duplicates would show).
+    fn history(&self, pg: &Postgres) -> String {
+        pg.psql(
+            &self.db,
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM stackwright_migrations",
+        )
+        .trim()
+        .to_owned()
+    }
 }
 
 fn apply_args() -> Vec<&'static str> {
@@ -51,111 +192,131 @@ fn apply_args() -> Vec<&'static str> {
     ]
 }
 
-fn run_ok(env: &TestEnv, args: &[&str]) {
-    env.run_with(args, |c| {
-        c.env(SECRET.0, SECRET.1);
-    })
-    .assert_success();
+fn destroy_args() -> Vec<&'static str> {
+    vec![
+        "destroy",
+        "crash.toml",
+        "--auto-approve",
+        "--concurrency",
+        "1",
+    ]
 }
 
-/// (buckets, parameters) that exist in AWS, with duplicates counted.
-async fn counts(env: &TestEnv) -> (Vec<String>, Vec<String>) {
-    let buckets: Vec<String> = env
-        .s3()
-        .await
-        .list_buckets()
-        .send()
-        .await
-        .unwrap()
-        .buckets()
-        .iter()
-        .filter_map(|b| b.name().map(str::to_owned))
-        .collect();
-    let mut params = Vec::new();
-    let ssm = env.ssm().await;
-    let mut token = None;
-    loop {
-        let out = ssm
-            .describe_parameters()
-            .set_next_token(token)
+/// What exists in AWS, read through the SDK, every object named once per copy (so a
+/// duplicate shows twice): buckets, parameters, and the RDS groups and instances.
+struct Live {
+    names: Vec<String>,
+}
+
+impl Live {
+    async fn read(env: &TestEnv) -> Live {
+        let mut names: Vec<String> = env
+            .s3()
+            .await
+            .list_buckets()
             .send()
             .await
-            .unwrap();
-        params.extend(
-            out.parameters()
-                .iter()
-                .filter_map(|p| p.name().map(str::to_owned)),
-        );
-        token = out.next_token().map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
-    (buckets, params)
-}
-
-fn spawn_apply(env: &TestEnv, extra: &[&str]) -> Proc {
-    let mut args = apply_args();
-    args.extend_from_slice(extra);
-    process::spawn(env, &args, &[SECRET])
-}
-
-/// Checks convergence after a kill: plain apply, then no changes, then exactly the stack's
-/// resources in AWS. Returns (duplicates, orphans).
-async fn converge(env: &TestEnv) -> (usize, usize) {
-    run_ok(env, &apply_args());
-    env.run_with(["plan", "crash.toml", "--detailed-exitcode"], |c| {
-        c.env(SECRET.0, SECRET.1);
-    })
-    .assert_code(0);
-    let (buckets, params) = counts(env).await;
-    let mut unique_b = buckets.clone();
-    unique_b.sort();
-    unique_b.dedup();
-    let mut unique_p = params.clone();
-    unique_p.sort();
-    unique_p.dedup();
-    let duplicates = (buckets.len() - unique_b.len()) + (params.len() - unique_p.len());
-    let orphans = unique_b
-        .iter()
-        .filter(|b| !(0..BUCKETS).any(|i| **b == format!("crash-b{i}")))
-        .count()
-        + unique_p
+            .unwrap()
+            .buckets()
             .iter()
-            .filter(|p| !(0..PARAMS).any(|i| **p == format!("/crash/p{i}")))
-            .count();
-    assert_eq!(unique_b.len(), BUCKETS, "{buckets:?}");
-    assert_eq!(unique_p.len(), PARAMS, "{params:?}");
-    (duplicates, orphans)
+            .filter_map(|b| b.name().map(|n| format!("bucket {n}")))
+            .collect();
+        let ssm = env.ssm().await;
+        let mut token = None;
+        loop {
+            let out = ssm
+                .describe_parameters()
+                .set_next_token(token)
+                .send()
+                .await
+                .unwrap();
+            for p in out.parameters() {
+                names.push(format!("parameter {}", p.name().unwrap()));
+            }
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        let rds = env.rds().await;
+        let groups = rds.describe_db_subnet_groups().send().await.unwrap();
+        names.extend(
+            groups
+                .db_subnet_groups()
+                .iter()
+                .filter_map(|g| g.db_subnet_group_name())
+                .map(|n| format!("subnet group {n}")),
+        );
+        let pgs = rds.describe_db_parameter_groups().send().await.unwrap();
+        names.extend(
+            pgs.db_parameter_groups()
+                .iter()
+                .filter_map(|g| g.db_parameter_group_name())
+                // moto lists the engines' default groups too.
+                .filter(|n| !n.starts_with("default."))
+                .map(|n| format!("parameter group {n}")),
+        );
+        let dbs = rds.describe_db_instances().send().await.unwrap();
+        names.extend(
+            dbs.db_instances()
+                .iter()
+                .filter_map(|d| d.db_instance_identifier())
+                .map(|n| format!("instance {n}")),
+        );
+        Live { names }
+    }
+
+    fn expected() -> Vec<String> {
+        let mut e: Vec<String> = (0..BUCKETS)
+            .map(|i| format!("bucket crash-b{i}"))
+            .chain((0..PARAMS).map(|i| format!("parameter /crash/p{i}")))
+            .chain([
+                "parameter /crash/DATABASE_URL".to_owned(),
+                "subnet group crash-db".to_owned(),
+                "parameter group crash-db-pg".to_owned(),
+                "instance crash-db".to_owned(),
+            ])
+            .collect();
+        e.sort();
+        e
+    }
+
+    fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
 }
+
+/// Resources in the stack (the migrations step is not one).
+const RESOURCES: usize = BUCKETS + PARAMS + 1 + RDS;
 
 #[tokio::test]
 async fn kill_loop_apply_converges() {
+    let pg = Postgres::start();
     // An uninterrupted run gives the length to spread the kills over.
-    let probe = setup();
+    let probe = Crash::new(&pg);
     let t0 = Instant::now();
-    run_ok(&probe, &apply_args());
+    probe.run_ok(&apply_args());
     let length = t0.elapsed();
     drop(probe);
 
     let points = 10;
     let (mut converged, mut duplicates, mut orphans, mut mid_run) = (0, 0, 0, 0);
     for k in 1..=points {
-        let env = setup();
-        let mut p = spawn_apply(&env, &[]);
+        let run = Crash::new(&pg);
+        let mut p = run.spawn_apply(&[]);
         std::thread::sleep(length.mul_f64(k as f64 / (points + 1) as f64));
         if p.running() {
             mid_run += 1;
         }
         p.kill();
-        let (d, o) = converge(&env).await;
+        let (d, o) = run.converge(&pg).await;
         converged += 1;
         duplicates += d;
         orphans += o;
     }
     eprintln!(
-        "kill loop (apply, {} resources, uninterrupted {:.1}s): kills tried {points}, killed mid-run {mid_run}, converged {converged}, duplicates {duplicates}, orphans {orphans}",
-        BUCKETS + PARAMS,
+        "kill loop (apply, {RESOURCES} resources + {} migrations, uninterrupted {:.1}s): kills tried {points}, killed mid-run {mid_run}, converged {converged}, duplicates {duplicates}, orphans {orphans}",
+        MIGRATIONS.len(),
         length.as_secs_f64()
     );
     assert_eq!((converged, duplicates, orphans), (points, 0, 0));
@@ -168,27 +329,28 @@ async fn kill_loop_apply_converges() {
 #[tokio::test]
 async fn kill_loop_mid_request_converges() {
     const DELAY: Duration = Duration::from_millis(40);
-    let probe = setup();
-    probe.proxy().set_delay(DELAY);
+    let pg = Postgres::start();
+    let probe = Crash::new(&pg);
+    probe.env.proxy().set_delay(DELAY);
     let t0 = Instant::now();
-    run_ok(&probe, &apply_args());
+    probe.run_ok(&apply_args());
     let length = t0.elapsed();
     drop(probe);
 
     let points = 5;
     let (mut converged, mut duplicates, mut orphans, mut in_request) = (0, 0, 0, 0);
     for k in 1..=points {
-        let env = setup();
-        let proxy = env.proxy();
+        let run = Crash::new(&pg);
+        let proxy = run.env.proxy();
         proxy.set_delay(DELAY);
-        let mut p = spawn_apply(&env, &[]);
+        let mut p = run.spawn_apply(&[]);
         std::thread::sleep(length.mul_f64(k as f64 / (points + 1) as f64));
         if proxy.in_flight() > 0 {
             in_request += 1;
         }
         p.kill();
         proxy.set_delay(Duration::ZERO);
-        let (d, o) = converge(&env).await;
+        let (d, o) = run.converge(&pg).await;
         converged += 1;
         duplicates += d;
         orphans += o;
@@ -207,67 +369,47 @@ async fn kill_loop_mid_request_converges() {
 
 #[tokio::test]
 async fn kill_loop_destroy_converges() {
-    let probe = setup();
-    run_ok(&probe, &apply_args());
+    let pg = Postgres::start();
+    let probe = Crash::new(&pg);
+    probe.run_ok(&apply_args());
     let t0 = Instant::now();
-    run_ok(
-        &probe,
-        &[
-            "destroy",
-            "crash.toml",
-            "--auto-approve",
-            "--concurrency",
-            "1",
-        ],
-    );
+    probe.run_ok(&destroy_args());
     let length = t0.elapsed();
     drop(probe);
     let points = 5;
     for k in 1..=points {
-        let env = setup();
-        run_ok(&env, &apply_args());
-        let mut p = process::spawn(
-            &env,
-            &[
-                "destroy",
-                "crash.toml",
-                "--auto-approve",
-                "--concurrency",
-                "1",
-            ],
-            &[SECRET],
-        );
+        let run = Crash::new(&pg);
+        run.run_ok(&apply_args());
+        let mut p = run.spawn(&destroy_args());
         std::thread::sleep(length.mul_f64(k as f64 / (points + 1) as f64));
         p.kill();
-        run_ok(&env, &["destroy", "crash.toml", "--auto-approve"]);
-        let (buckets, params) = counts(&env).await;
-        assert!(
-            buckets.is_empty() && params.is_empty(),
-            "{buckets:?} {params:?}"
-        );
-        let state: serde_json::Value = serde_json::from_str(&env.read("state/crash.json")).unwrap();
+        run.run_ok(&["destroy", "crash.toml", "--auto-approve"]);
+        let live = Live::read(&run.env).await;
+        assert!(live.is_empty(), "left behind: {:?}", live.names);
+        let state: serde_json::Value =
+            serde_json::from_str(&run.env.read("state/crash.json")).unwrap();
         assert_eq!(state["resources"], serde_json::json!({}), "{state}");
     }
-    eprintln!("kill loop (destroy): kills tried {points}, converged {points}, left behind 0");
+    eprintln!(
+        "kill loop (destroy, {RESOURCES} resources): kills tried {points}, converged {points}, left behind 0"
+    );
 }
 
 #[tokio::test]
 async fn two_applies_one_lock_and_a_dead_holder_never_blocks() {
-    let env = setup();
-    let mut holder = spawn_apply(&env, &[]);
+    let pg = Postgres::start();
+    let run = Crash::new(&pg);
+    let mut holder = run.spawn_apply(&[]);
     assert!(
         holder.wait_for(CMD_TIMEOUT, |out, _| out.contains("Creating...")),
         "the holder must be applying: {}",
         holder.stdout()
     );
-    let second = env.run_with(apply_args(), |c| {
-        c.env(SECRET.0, SECRET.1);
-    });
-    second
+    run.run(&apply_args())
         .assert_code(1)
         .assert_stderr_contains(&format!("locked by apply (pid {}", holder.pid()));
     // A waiter proceeds once the holder is gone, even when it dies without cleaning up.
-    let mut waiter = spawn_apply(&env, &["--lock-timeout", "60s"]);
+    let mut waiter = run.spawn_apply(&["--lock-timeout", "60s"]);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         waiter.running(),
@@ -275,31 +417,28 @@ async fn two_applies_one_lock_and_a_dead_holder_never_blocks() {
         waiter.stderr()
     );
     holder.kill();
-    let run = waiter.wait(CMD_TIMEOUT);
-    run.assert_success();
-    env.run_with(["plan", "crash.toml", "--detailed-exitcode"], |c| {
-        c.env(SECRET.0, SECRET.1);
-    })
-    .assert_code(0);
+    waiter.wait(CMD_TIMEOUT).assert_success();
+    run.run(&["plan", "crash.toml", "--detailed-exitcode"])
+        .assert_code(0);
 }
 
 #[tokio::test]
 async fn sigint_finishes_running_calls_and_exits_130() {
-    let env = setup();
-    let mut p = spawn_apply(&env, &[]);
+    let pg = Postgres::start();
+    let run = Crash::new(&pg);
+    let mut p = run.spawn_apply(&[]);
     assert!(p.wait_for(CMD_TIMEOUT, |out, _| out.contains("Creation complete")));
     p.interrupt();
-    let run = p.wait(CMD_TIMEOUT);
-    run.assert_code(130)
+    let out = p.wait(CMD_TIMEOUT);
+    out.assert_code(130)
         .assert_stderr_contains("Apply interrupted.")
         .assert_stderr_contains("Interrupt received (SIGINT)");
     // Everything that completed is in state; the lock is free at once.
-    let state: serde_json::Value = serde_json::from_str(&env.read("state/crash.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&run.env.read("state/crash.json")).unwrap();
     let recorded = state["resources"].as_object().unwrap().len();
-    assert!(recorded > 0 && recorded < BUCKETS + PARAMS, "{recorded}");
-    assert!(!env.exists("state/crash.json.lock"), "lock released");
-    let (d, o) = converge(&env).await;
-    assert_eq!((d, o), (0, 0));
+    assert!(recorded > 0 && recorded < RESOURCES, "{recorded}");
+    assert!(!run.env.exists("state/crash.json.lock"), "lock released");
+    assert_eq!(run.converge(&pg).await, (0, 0));
 }
 
 #[tokio::test]

@@ -170,9 +170,151 @@ async fn a_permanent_fault_skips_dependants_and_the_next_apply_converges() {
         BUCKETS - 1
     );
     failed.assert_stdout_contains("skipped");
+    // CI reads the same failure, typed, from the JSON summary.
+    let json = run(
+        &env,
+        &["apply", "faults.toml", "--auto-approve", "--json"],
+        &attempts,
+    );
+    json.assert_code(1);
+    let summary: serde_json::Value = json
+        .stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "summary")
+        .expect("a summary line");
+    assert_eq!(
+        summary["failed"],
+        serde_json::json!([{
+            "address": "s3_bucket.b3",
+            "operation": "create",
+            "error": summary["failed"][0]["error"],
+            "error_kind": "transient",
+        }]),
+        "{summary}"
+    );
 
     proxy.clear_faults();
     run(&env, &["apply", "faults.toml", "--auto-approve"], &[]).assert_success();
     run(&env, &["plan", "faults.toml", "--detailed-exitcode"], &[]).assert_code(0);
     assert_eq!(account(&env).await.len(), BUCKETS + PARAMS);
+}
+
+/// Each RDS create's first reply is lost after moto carried it out (the hard case: the
+/// client cannot tell whether it happened); the SDK's retry meets "already exists". The
+/// providers recognise their own first attempt by reading it back, so the apply completes
+/// with one of each, and a plan after it has nothing to do.
+#[tokio::test]
+async fn lost_replies_of_rds_creates_are_adopted() {
+    let env = TestEnv::new();
+    env.write(
+        "rds.toml",
+        r#"[stack]
+name = "lost"
+region = "us-east-1"
+
+[data.vpc.main]
+default = true
+
+[data.subnets.all]
+vpc = "${data.vpc.main.id}"
+
+[rds_subnet_group.db]
+name = "lost-db"
+subnet_ids = "${data.subnets.all.ids}"
+
+[rds_parameter_group.db]
+name = "lost-db-pg"
+family = "postgres16"
+parameters = { log_min_duration_statement = "500" }
+
+[rds_instance.db]
+identifier = "lost-db"
+engine = "postgres"
+instance_class = "db.t4g.micro"
+allocated_storage = 20
+db_subnet_group = "${rds_subnet_group.db.name}"
+parameter_group = "${rds_parameter_group.db.name}"
+master_username = "lost"
+master_password = { from_env = "LOST_DB_PASSWORD" }
+final_snapshot = false
+"#,
+    );
+    let proxy = env.proxy();
+    for action in [
+        "Action=CreateDBSubnetGroup",
+        "Action=CreateDBParameterGroup",
+        "Action=CreateDBInstance",
+    ] {
+        proxy.fail_once_matching(action, Fault::DropAfter);
+    }
+    let pw = [("LOST_DB_PASSWORD", "Lost-reply-pw-5521")];
+    let applied = run(&env, &["apply", "rds.toml", "--auto-approve"], &pw);
+    applied.assert_success();
+    assert_eq!(proxy.faults(), 3, "every create lost its first reply");
+    run(&env, &["plan", "rds.toml", "--detailed-exitcode"], &pw).assert_code(0);
+
+    let rds = env.rds().await;
+    let groups = rds.describe_db_subnet_groups().send().await.unwrap();
+    let names: Vec<_> = groups
+        .db_subnet_groups()
+        .iter()
+        .filter_map(|g| g.db_subnet_group_name())
+        .collect();
+    assert_eq!(names, ["lost-db"]);
+    let pg = rds
+        .describe_db_parameters()
+        .db_parameter_group_name("lost-db-pg")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        pg.parameters()
+            .iter()
+            .any(|p| p.parameter_name() == Some("log_min_duration_statement")
+                && p.parameter_value() == Some("500")),
+        "the parameters were set after the adopted create"
+    );
+    let dbs = rds.describe_db_instances().send().await.unwrap();
+    let ids: Vec<_> = dbs
+        .db_instances()
+        .iter()
+        .filter_map(|d| d.db_instance_identifier())
+        .collect();
+    assert_eq!(ids, ["lost-db"]);
+    let state: serde_json::Value = serde_json::from_str(&env.read("state/lost.json")).unwrap();
+    assert_eq!(state["resources"]["rds_instance.db"]["id"], "lost-db");
+}
+
+/// A group of the same name that is not what the stack sent is someone else's: a create
+/// that meets it fails, naming it, and adopts nothing.
+#[tokio::test]
+async fn a_foreign_rds_group_met_at_create_is_not_adopted() {
+    let env = TestEnv::new();
+    env.write(
+        "pg.toml",
+        "[stack]\nname = \"foreign\"\nregion = \"us-east-1\"\n\n[rds_parameter_group.db]\nname = \"foreign-pg\"\nfamily = \"postgres16\"\n",
+    );
+    // Saved before the other group exists, so the apply meets it only at create time.
+    run(&env, &["plan", "pg.toml", "--out", "foreign.plan"], &[]).assert_success();
+    env.rds()
+        .await
+        .create_db_parameter_group()
+        .db_parameter_group_name("foreign-pg")
+        .db_parameter_group_family("postgres15")
+        .description("someone else's")
+        .send()
+        .await
+        .unwrap();
+    let applied = run(&env, &["apply", "foreign.plan", "--auto-approve"], &[]);
+    applied
+        .assert_code(1)
+        .assert_stderr_contains("rds_parameter_group.db")
+        .assert_stderr_contains("DBParameterGroupAlreadyExists");
+    let state: serde_json::Value =
+        serde_json::from_str(&env.read("state/foreign.json")).unwrap_or_default();
+    assert!(
+        state["resources"].get("rds_parameter_group.db").is_none(),
+        "{state}"
+    );
 }

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::common::proxy::Fault;
 use crate::common::{Run, TestEnv, free_port};
 
 const STACK: &str = "[stack]\nname = \"fc\"\nregion = \"us-east-1\"\n\n[s3_bucket.a]\nname = \"fc-a\"\n\n[ssm_parameter.p]\nname = \"/fc/p\"\nvalue = \"v\"\n";
@@ -111,4 +112,59 @@ fn an_endpoint_on_a_closed_port_is_one_line_with_the_fix() {
         .assert_code(1)
         .assert_stderr_contains("connection refused");
     assert!(!env.exists("state/fc.json"), "nothing written");
+}
+
+/// Access denied on a read: one line naming the resource, the action to grant and the fix,
+/// no dump, nothing written. (moto enforces no IAM by default; the fault proxy answers as
+/// IAM does.)
+#[test]
+fn access_denied_names_the_action_and_the_fix() {
+    let env = TestEnv::new();
+    env.write("fc.toml", STACK);
+    let proxy = env.proxy();
+    let denied = |needle: &str| {
+        proxy.clear_faults();
+        proxy.fail_matching(needle, Fault::AccessDenied);
+        let before = env
+            .exists("state/fc.json")
+            .then(|| env.read("state/fc.json"));
+        let run = env.run(["plan", "fc.toml"]);
+        run.assert_code(1);
+        for dump in ["DispatchFailure", "ServiceError", "{ "] {
+            assert!(!run.stderr().contains(dump), "debug dump in: {run}");
+        }
+        run.assert_stderr_contains("grant it to the caller, or use a profile that has it");
+        let after = env
+            .exists("state/fc.json")
+            .then(|| env.read("state/fc.json"));
+        assert_eq!(before, after, "nothing written");
+        run
+    };
+    // SSM's message names the action.
+    denied("AmazonSSM.GetParameter")
+        .assert_stderr_contains("ssm_parameter.p: refresh failed: AccessDeniedException")
+        .assert_stderr_contains("not authorized to perform: ssm:GetParameter");
+    // S3's HeadBucket gets a bare 403: the action is added from the operation that failed.
+    denied("HEAD /fc-a").assert_stderr_contains(
+        "s3_bucket.a: refresh failed: access denied (HTTP 403 with no error body) (action s3:HeadBucket)",
+    );
+    // Its other reads say only "Access Denied", naming no action either.
+    proxy.clear_faults();
+    env.ok(["apply", "fc.toml", "--auto-approve"]);
+    denied("publicAccessBlock").assert_stderr_contains(
+        "s3_bucket.a: refresh failed: AccessDenied: Access Denied (action s3:Get",
+    );
+}
+
+/// A mistyped region (no endpoint override): found at first contact, with a suggestion.
+#[test]
+fn an_unknown_region_is_one_line_with_a_suggestion() {
+    let env = TestEnv::new();
+    env.write("fc.toml", STACK.replace("us-east-1", "us-esat-1"));
+    let t0 = Instant::now();
+    let run = env.run_with(["plan", "fc.toml"], |c| {
+        c.env_remove("AWS_ENDPOINT_URL").env_remove("AWS_REGION");
+    });
+    check(&run, t0);
+    run.assert_stderr_contains("unknown region `us-esat-1`: did you mean `us-east-1`?");
 }

@@ -155,6 +155,63 @@ def check_s3_xml_root_elements(endpoint: str) -> None:
         raise AssertionError(f"GetBucketAccelerateConfiguration root is {root.tag}")
 
 
+@patch
+def rds_subnet_group_already_exists() -> None:
+    """RDS CreateDBSubnetGroup silently replaces a group of the same name.
+
+    moto 5.2.1 stores the new group over the old one and answers 200; AWS
+    refuses with ``DBSubnetGroupAlreadyExists`` (HTTP 400). Stackwright relies
+    on the refusal: a create whose reply was lost is retried by the SDK, and
+    the provider tells its own first attempt from someone else's group by that
+    error and a read-back. Without the patch a retried create would "succeed"
+    against moto whatever the group held.
+
+    Fix: wrap ``RDSBackend.create_subnet_group`` to raise the AWS error when
+    the name is taken, with AWS's message.
+    """
+    from moto.rds.exceptions import RDSClientError
+    from moto.rds.models import RDSBackend
+
+    original = RDSBackend.create_subnet_group
+
+    def create_subnet_group(self, subnet_name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if subnet_name in self.subnet_groups:
+            raise RDSClientError(
+                "DBSubnetGroupAlreadyExists",
+                f"The DB subnet group '{subnet_name}' already exists.",
+            )
+        return original(self, subnet_name, *args, **kwargs)
+
+    RDSBackend.create_subnet_group = create_subnet_group
+
+
+@selftest
+def check_rds_subnet_group_already_exists(endpoint: str) -> None:
+    import urllib.error
+
+    ec2 = _query(endpoint, "ec2", {"Action": "DescribeSubnets", "Version": "2016-11-15"})
+    subnets = [
+        e.text for e in ElementTree.fromstring(ec2).iter() if e.tag.endswith("subnetId")
+    ][:2]
+    params = {
+        "Action": "CreateDBSubnetGroup",
+        "Version": "2014-10-31",
+        "DBSubnetGroupName": "selftest-sg",
+        "DBSubnetGroupDescription": "selftest",
+    }
+    for i, subnet in enumerate(subnets, 1):
+        params[f"SubnetIds.SubnetIdentifier.{i}"] = subnet
+    _query(endpoint, "rds", params)
+    try:
+        _query(endpoint, "rds", params)
+    except urllib.error.HTTPError as err:
+        body = err.read().decode()
+        if err.code != 400 or "DBSubnetGroupAlreadyExists" not in body:
+            raise AssertionError(f"second create: HTTP {err.code} {body}") from err
+    else:
+        raise AssertionError("a second CreateDBSubnetGroup of the same name succeeded")
+
+
 # ---------------------------------------------------------------------------
 # Plumbing
 # ---------------------------------------------------------------------------
@@ -168,6 +225,21 @@ def _http(method: str, url: str, body: bytes | None = None) -> bytes:
         "Content-Type": "application/xml",
     }
     req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        return resp.read()
+
+
+def _query(endpoint: str, service: str, params: dict[str, str]) -> bytes:
+    """A query-protocol (form-encoded POST) request, routed by its credential scope."""
+    import urllib.parse
+
+    headers = {
+        "Authorization": f"AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/"
+        "aws4_request, SignedHeaders=host, Signature=0",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    body = urllib.parse.urlencode(params).encode()
+    req = urllib.request.Request(f"{endpoint}/", data=body, method="POST", headers=headers)
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
         return resp.read()
 

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use stackwright::events::{Event, Recorder};
+use stackwright::events::{Activity, Event, Recorder};
 use stackwright::migrations::{
     self, MigrationError, MigrationFile, MigrationSet, Mode, RunOptions, RunReport,
 };
@@ -228,7 +228,7 @@ async fn demo_applies_verifies_and_records_history_then_rerun_is_a_no_op() {
         .unwrap()
         .iter()
         .filter_map(|e| match e {
-            Event::ActionStarted { action, .. } => Some(action.clone()),
+            Event::ActionStarted { action, .. } => Some(action.to_string()),
             _ => None,
         })
         .collect();
@@ -515,8 +515,8 @@ async fn failing_migration_rolls_back_and_stops_with_file_and_position() {
     let rows = history(&pg).await;
     assert_eq!(rows.iter().map(|r| r.version).collect::<Vec<_>>(), [1]);
     let finished_with_error = events.0.lock().unwrap().iter().any(|e| {
-        matches!(e, Event::ActionFinished { action, error: Some(msg), .. }
-            if action == "migrate 0002_broken.sql" && msg.contains("42703"))
+        matches!(e, Event::ActionFinished { action: Activity::Migrate(file), error: Some(msg), .. }
+            if file == "0002_broken.sql" && msg.contains("42703"))
     });
     assert!(finished_with_error);
 

@@ -54,14 +54,8 @@ impl Rig {
 
     fn cx<'a>(&'a self, address: &'a str) -> Cx<'a> {
         Cx {
-            aws: &self.aws,
-            address,
-            events: &self.events,
-            wait_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_millis(50),
-            wanted: None,
-            prior: None,
-            lineage: "",
+            ..Cx::new(&self.aws, address, &self.events, Duration::from_secs(60))
         }
     }
 
@@ -1001,14 +995,8 @@ fn bare_aws() -> Aws {
 
 fn wait_cx<'a>(aws: &'a Aws, events: &'a Recorder, timeout: Duration) -> Cx<'a> {
     Cx {
-        aws,
-        address: "rds_instance.main",
-        events,
-        wait_timeout: timeout,
         poll_interval: Duration::from_millis(10),
-        wanted: None,
-        prior: None,
-        lineage: "",
+        ..Cx::new(aws, "rds_instance.main", events, timeout)
     }
 }
 

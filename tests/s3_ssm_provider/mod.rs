@@ -24,14 +24,8 @@ fn cx<'a>(
     events: &'a dyn stackwright::events::EventSink,
 ) -> Cx<'a> {
     Cx {
-        aws,
-        address,
-        events,
-        wait_timeout: Duration::from_secs(30),
         poll_interval: Duration::from_millis(50),
-        wanted: None,
-        prior: None,
-        lineage: "",
+        ..Cx::new(aws, address, events, Duration::from_secs(30))
     }
 }
 
