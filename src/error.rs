@@ -48,7 +48,31 @@ pub struct Diagnostic {
     pub hint: Option<String>,
 }
 
+impl Location {
+    /// Replaces the underlined text of the snippet (a secret's value) with `<redacted>`,
+    /// so that the line shown in CI logs never carries it.
+    pub fn redact(&mut self) {
+        const MASK: &str = "<redacted>";
+        let chars: Vec<char> = self.line_text.chars().collect();
+        let start = (self.column - 1).min(chars.len());
+        let end = (start + self.width).min(chars.len());
+        let mut text: String = chars[..start].iter().collect();
+        text.push_str(MASK);
+        text.extend(&chars[end..]);
+        self.line_text = text;
+        self.width = MASK.len();
+    }
+}
+
 impl Diagnostic {
+    /// The same diagnostic with its snippet's underlined value redacted.
+    pub fn redacted(mut self) -> Self {
+        if let Some(loc) = self.location.as_deref_mut() {
+            loc.redact();
+        }
+        self
+    }
+
     pub fn new(message: impl Into<String>) -> Self {
         Diagnostic {
             message: message.into(),

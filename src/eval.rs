@@ -151,7 +151,7 @@ mod tests {
             name: "p".into(),
             attrs,
             depends_on: vec![],
-            prevent_destroy: false,
+            prevent_destroy: None,
             span: 0..0,
             attr_spans: BTreeMap::new(),
         }

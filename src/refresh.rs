@@ -297,7 +297,7 @@ pub async fn resolve_intents(
                         .filter(|d| !d.starts_with("data."))
                         .collect(),
                     // The stack's own setting; a protected resource stays protected.
-                    prevent_destroy: r.prevent_destroy,
+                    prevent_destroy: r.protected(None),
                     private: None,
                 };
                 let reason = match (since, error) {

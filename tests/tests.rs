@@ -17,3 +17,4 @@ mod properties;
 mod rds_e2e;
 mod rds_provider;
 mod s3_ssm_provider;
+mod safety;

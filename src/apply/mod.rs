@@ -728,7 +728,7 @@ async fn run_change(
                 attributes: attrs.clone(),
                 sensitive_attributes: sensitive,
                 depends_on: deps,
-                prevent_destroy: r.prevent_destroy,
+                prevent_destroy: r.protected(prior.as_ref().map(|p| p.prevent_destroy)),
                 private: live
                     .private
                     .clone()
@@ -775,7 +775,7 @@ mod tests {
                     name: (*n).into(),
                     attrs,
                     depends_on: vec![],
-                    prevent_destroy: false,
+                    prevent_destroy: None,
                     span: 0..0,
                     attr_spans: BTreeMap::new(),
                 };
@@ -795,6 +795,9 @@ mod tests {
             migrations: None,
             imports: vec![],
             digest: "d".into(),
+            warnings: vec![],
+            account_id: None,
+            profile: None,
         }
     }
 

@@ -142,11 +142,19 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
 pub use crate::operations::migrations::MigrateFlags;
 
 pub fn load_stack(args: &StackArgs) -> anyhow::Result<Stack> {
+    load_stack_with(args, false)
+}
+
+/// `offline`: check secret sources' shape without reading them (`validate`).
+fn load_stack_with(args: &StackArgs, offline: bool) -> anyhow::Result<Stack> {
     let opts = LoadOptions {
         env: args.env.clone(),
         vars: args.vars.clone(),
+        offline,
     };
-    Ok(stack::load(&args.stack, &opts)?)
+    let stack = stack::load(&args.stack, &opts)?;
+    stack.warnings.iter().for_each(output::warning);
+    Ok(stack)
 }
 
 pub fn backend_for(args: &StackArgs, stack: &Stack) -> LocalBackend {
@@ -158,7 +166,9 @@ pub fn backend_for(args: &StackArgs, stack: &Stack) -> LocalBackend {
 }
 
 fn validate(args: &StackArgs) -> anyhow::Result<Exit> {
-    let s = load_stack(args)?;
+    // Offline: secret sources are checked for shape, never read, so the README's first
+    // command works before any secret is set.
+    let s = load_stack_with(args, true)?;
     crate::eval::stack_graph(&s).topo_order()?;
     output::success(&format!(
         "{} is valid: {} resources, {} data sources{}.",
@@ -211,9 +221,24 @@ async fn make_plan(
 /// Loads the AWS configuration and checks, with one call, that AWS answers and the
 /// credentials work, before anything else is read.
 pub async fn connect(stack: &Stack) -> anyhow::Result<Aws> {
-    let aws = Aws::load(stack.region.as_deref()).await;
+    let aws = Aws::load(stack.region.as_deref(), stack.profile.as_deref()).await;
     let caller = aws.caller().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::debug!(account = %caller.account, arn = %caller.arn, "caller identity");
+    if let Some(want) = &stack.account_id
+        && caller.account != *want
+    {
+        let env = stack
+            .env
+            .as_deref()
+            .map(|e| format!(" environment `{e}`"))
+            .unwrap_or_default();
+        bail!(
+            "refusing to run: stack `{}`{env} belongs to AWS account {want}, but the credentials are for account {} ({}); switch credentials (AWS_PROFILE, or the environment's `profile`) and run again",
+            stack.name,
+            caller.account,
+            caller.arn
+        );
+    }
     Ok(aws)
 }
 
@@ -415,6 +440,7 @@ async fn apply_saved(
     let opts = LoadOptions {
         env: p.stack.env.clone(),
         vars: p.stack.cli_vars.clone(),
+        offline: false,
     };
     let stack = stack::load(Path::new(&p.stack.path), &opts)?;
     if stack.digest != p.stack.digest {

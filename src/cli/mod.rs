@@ -1,7 +1,8 @@
 //! The command line: argument parsing (clap), one function per command, exit codes.
 //!
 //! Exit codes are decided in one place ([`main`]): 0 success (and "no changes" under
-//! `--detailed-exitcode`), 1 error, 2 changes present (only with `--detailed-exitcode`).
+//! `--detailed-exitcode`), 1 error (usage errors included), 2 changes present (only with
+//! `--detailed-exitcode`), 130 interrupted.
 //! All terminal output goes through [`output`], which owns colour and progress display.
 
 mod commands;
@@ -255,7 +256,19 @@ pub enum Exit {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap exits 2 on a usage error, which `--detailed-exitcode` reserves for "changes
+    // present": a usage error is an error (1). Help and --version stay 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     output::init(cli.color, cli.verbose);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -20,6 +20,7 @@ use crate::plan::Action;
 
 const RED: Style = AnsiColor::Red.on_default();
 const GREEN: Style = AnsiColor::Green.on_default();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
 const BOLD: Style = Style::new().bold();
 
 pub fn init(color: Color, verbose: u8) {
@@ -75,6 +76,11 @@ pub fn error(e: &anyhow::Error) {
         None => format!("{e:#}"),
     };
     eprintln(&format!("{} {body}", paint(RED.bold(), "Error:")));
+}
+
+/// A warning about the input (accepted, but worth fixing), on stderr.
+pub fn warning(d: &Diagnostic) {
+    eprintln(&format!("{} {d}", paint(YELLOW.bold(), "Warning:")));
 }
 
 pub fn stdin_is_terminal() -> bool {

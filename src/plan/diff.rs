@@ -362,7 +362,8 @@ pub async fn plan(
                             });
                         }
                     }
-                    let meta_changed = pr.prevent_destroy != r.prevent_destroy;
+                    let protected = r.protected(Some(pr.prevent_destroy));
+                    let meta_changed = pr.prevent_destroy != protected;
                     if !change.replace_because.is_empty() {
                         change.action = if planned.create_before_destroy {
                             Action::CreateThenDelete
@@ -372,14 +373,18 @@ pub async fn plan(
                     } else if change.attributes.iter().any(|a| a.changed) || meta_changed {
                         change.action = Action::Update;
                     }
-                    if meta_changed {
-                        change.notes.push(format!(
-                            "lifecycle.prevent_destroy: {} -> {}",
-                            pr.prevent_destroy, r.prevent_destroy
-                        ));
+                    if meta_changed && protected {
+                        change
+                            .notes
+                            .push("lifecycle.prevent_destroy: false -> true".to_owned());
+                    } else if meta_changed {
+                        change.warnings.push(
+                            "lifecycle.prevent_destroy: true -> false: the protection is lifted; destroy and replacement will be allowed"
+                                .to_owned(),
+                        );
                     }
                     if matches!(change.action, Action::Replace | Action::CreateThenDelete) {
-                        if pr.prevent_destroy || r.prevent_destroy {
+                        if pr.prevent_destroy || protected {
                             return Err(prevent_destroy_error(
                                 stack,
                                 addr,
@@ -467,7 +472,9 @@ pub async fn plan(
                     .for_address(addr.clone()),
             );
         };
-        if rs.prevent_destroy || stack.resources.get(addr).is_some_and(|r| r.prevent_destroy) {
+        if stack.resources.get(addr).map_or(rs.prevent_destroy, |r| {
+            rs.prevent_destroy || r.protected(None)
+        }) {
             return Err(prevent_destroy_error(stack, addr, "destroy", &[]));
         }
         let exists = live.get(addr).is_none_or(|l| l.is_some());

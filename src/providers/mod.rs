@@ -88,9 +88,14 @@ impl SdkClient for aws_sdk_s3::Client {
 impl Aws {
     /// Loads the standard chain: AWS_PROFILE, AWS_REGION, credentials, AWS_ENDPOINT_URL,
     /// with the SDK's standard retry mode (exponential backoff with full jitter) and
-    /// [`MAX_ATTEMPTS`]. `region` is the stack's, used when none is set.
-    pub async fn load(region: Option<&str>) -> Self {
+    /// [`MAX_ATTEMPTS`]. `region` and `profile` are the stack's, used when the
+    /// environment sets none (AWS_REGION, AWS_PROFILE win).
+    pub async fn load(region: Option<&str>, profile: Option<&str>) -> Self {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let profile = profile.filter(|_| std::env::var_os("AWS_PROFILE").is_none());
+        if let Some(p) = profile {
+            loader = loader.profile_name(p);
+        }
         let attempts_set = std::env::var_os("AWS_MAX_ATTEMPTS").is_some();
         if !attempts_set {
             loader = loader.retry_config(
@@ -121,6 +126,9 @@ impl Aws {
                 .imds_client(imds);
         if let Some(r) = stack_region {
             chain = chain.region(r);
+        }
+        if let Some(p) = profile {
+            chain = chain.profile_name(p);
         }
         loader = loader.credentials_provider(chain.build().await);
         Self::from_config(loader.load().await)

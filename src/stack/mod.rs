@@ -37,6 +37,14 @@ pub struct Stack {
     pub imports: Vec<ImportDecl>,
     /// sha256 over the file, the environment, the variables and every `from_file` it read.
     pub digest: String,
+    /// Accepted but worth saying (a secret written in plain text), shown by every command
+    /// that loads the stack.
+    pub warnings: Vec<Diagnostic>,
+    /// The AWS account the chosen environment must run in (`[env.E] account_id`, else
+    /// `[stack] account_id`), checked through STS before anything is read.
+    pub account_id: Option<String>,
+    /// The AWS profile for the chosen environment, used when AWS_PROFILE is not set.
+    pub profile: Option<String>,
 }
 
 /// A resource (`[kind.name]`) or data source (`[data.kind.name]`) declaration.
@@ -47,13 +55,22 @@ pub struct Resource {
     pub name: String,
     pub attrs: BTreeMap<String, Expr>,
     pub depends_on: Vec<String>,
-    pub prevent_destroy: bool,
+    /// `lifecycle.prevent_destroy` as written: `None` when the line is absent, which keeps
+    /// what state recorded (only an explicit `false` lifts it); see [`Resource::protected`].
+    pub prevent_destroy: Option<bool>,
     /// Byte span of the table header, and of each attribute's value, for errors at plan time.
     pub span: Range<usize>,
     pub attr_spans: BTreeMap<String, Range<usize>>,
 }
 
 impl Resource {
+    /// Whether the resource is protected from destroy and replacement, given what state
+    /// recorded for it: the stack's explicit setting, else the recorded one.
+    pub fn protected(&self, recorded: Option<bool>) -> bool {
+        self.prevent_destroy
+            .unwrap_or_else(|| recorded.unwrap_or(false))
+    }
+
     /// Every address this resource depends on, sorted and unique.
     pub fn dependencies(&self) -> Vec<String> {
         let mut refs = Vec::new();
@@ -109,6 +126,8 @@ pub struct LoadOptions {
     pub env: Option<String>,
     /// `--var k=v`, applied last.
     pub vars: Vec<(String, String)>,
+    /// `validate`: check secret sources' shape, never read them (no env, no files).
+    pub offline: bool,
 }
 
 impl Stack {
@@ -186,6 +205,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            offline: false,
         };
         load(&p, &opts)
     }
@@ -241,6 +261,7 @@ depends_on = ["s3_bucket.b"]
             &LoadOptions {
                 env: Some("dev".into()),
                 vars: vec![],
+                offline: false,
             },
         )
         .unwrap();

@@ -15,6 +15,7 @@ use super::{ImportDecl, LoadOptions, MigrationsDecl, Resource, SnapshotPolicy, S
 use crate::error::{Diagnostic, Location, suggest};
 use crate::providers::{Attr, Schema, SecretMode, Ty, registry};
 use crate::secret::SecretString;
+use crate::value::Desired;
 
 const META_KEYS: &[&str] = &["depends_on", "lifecycle"];
 const TOP_KEYS: &[&str] = &["stack", "vars", "env", "migrations", "data", "import"];
@@ -26,6 +27,8 @@ struct Cx<'a> {
     stack_name: String,
     region: Option<String>,
     vars: BTreeMap<String, Value>,
+    /// `false` for `validate`: secret sources are checked for shape, never read.
+    read_secrets: bool,
 }
 
 impl Cx<'_> {
@@ -181,6 +184,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         stack_name: String::new(),
         region: None,
         vars: BTreeMap::new(),
+        read_secrets: !opts.offline,
     };
     let reg = registry();
     let kinds: Vec<&str> = reg.kinds().collect();
@@ -193,6 +197,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     };
     let stack_t = as_table(&cx, stack_v, "stack")?;
     let mut name = None;
+    let (mut account_id, mut profile) = (None, None);
     let mut environments: Vec<String> = Vec::new();
     for (k, kspan, v) in entries(stack_t) {
         match k {
@@ -210,6 +215,8 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
                 name = Some(n.to_owned());
             }
             "region" => cx.region = Some(as_str(&cx, v, "region")?.to_owned()),
+            "account_id" => account_id = Some(account_id_of(&cx, v)?),
+            "profile" => profile = Some(as_str(&cx, v, "profile")?.to_owned()),
             "environments" => {
                 environments = str_list(&cx, v, "environments")?
                     .into_iter()
@@ -222,7 +229,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
                     k,
                     kspan,
                     "[stack]",
-                    &["name", "region", "environments"],
+                    &["name", "region", "environments", "account_id", "profile"],
                 ));
             }
         }
@@ -275,8 +282,10 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     cx.env = opts.env.clone();
 
     // Variables: [vars] < [env.E.vars] < --var.
+    let mut declared_vars = BTreeSet::new();
     if let Some(v) = get(root, "vars") {
         for (k, _, val) in entries(as_table(&cx, v, "vars")?) {
+            declared_vars.insert(k.to_owned());
             cx.vars.insert(k.to_owned(), literal(&cx, val)?);
         }
     }
@@ -290,19 +299,65 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
                     )
                     .hint(format!("declared: {}", environments.join(", "))));
             }
+            let chosen = Some(e) == cx.env.as_deref();
             for (k, kspan, v) in entries(as_table(&cx, et, &format!("env.{e}"))?) {
-                if k != "vars" {
-                    return Err(unknown_key(&cx, k, kspan, &format!("[env.{e}]"), &["vars"]));
-                }
-                if Some(e) == cx.env.as_deref() {
-                    for (vk, _, vv) in entries(as_table(&cx, v, &format!("env.{e}.vars"))?) {
-                        cx.vars.insert(vk.to_owned(), literal(&cx, vv)?);
+                match k {
+                    "vars" => {
+                        for (vk, _, vv) in entries(as_table(&cx, v, &format!("env.{e}.vars"))?) {
+                            declared_vars.insert(vk.to_owned());
+                            if chosen {
+                                cx.vars.insert(vk.to_owned(), literal(&cx, vv)?);
+                            }
+                        }
+                    }
+                    // Checked for every environment, used for the chosen one.
+                    "account_id" => {
+                        let id = account_id_of(&cx, v)?;
+                        if chosen {
+                            account_id = Some(id);
+                        }
+                    }
+                    "region" => {
+                        let r = as_str(&cx, v, "region")?.to_owned();
+                        if chosen {
+                            cx.region = Some(r);
+                        }
+                    }
+                    "profile" => {
+                        let pr = as_str(&cx, v, "profile")?.to_owned();
+                        if chosen {
+                            profile = Some(pr);
+                        }
+                    }
+                    _ => {
+                        return Err(unknown_key(
+                            &cx,
+                            k,
+                            kspan,
+                            &format!("[env.{e}]"),
+                            &["vars", "account_id", "region", "profile"],
+                        ));
                     }
                 }
             }
         }
     }
     for (k, v) in &opts.vars {
+        // A --var must set a variable the file declares or uses; a typo is not ignored.
+        if !declared_vars.contains(k) && !source.contains(&format!("var.{k}")) {
+            let d = Diagnostic::new(format!("--var {k}=…: the stack declares no variable `{k}`"))
+                .for_address(path.display().to_string());
+            return Err(match suggest(k, declared_vars.iter().map(String::as_str)) {
+                Some(s) => d.hint(format!("did you mean `--var {s}=…`?")),
+                None if declared_vars.is_empty() => {
+                    d.hint("declare it under [vars] first, e.g. [vars] {k} = \"default\"")
+                }
+                None => d.hint(format!(
+                    "declared variables: {}",
+                    declared_vars.iter().cloned().collect::<Vec<_>>().join(", ")
+                )),
+            });
+        }
         cx.vars.insert(k.clone(), Value::String(v.clone()));
     }
 
@@ -369,8 +424,12 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         migrations: None,
         imports: Vec::new(),
         digest: String::new(),
+        warnings: Vec::new(),
+        account_id,
+        profile,
     };
     check_references(&cx, &stack)?;
+    stack.warnings = plaintext_secret_warnings(&cx, &stack);
     if let Some(v) = imports_v {
         stack.imports = import_decls(&cx, v, &stack)?;
     }
@@ -379,6 +438,59 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     }
     stack.source = source.clone();
     Ok(stack)
+}
+
+/// Values written in the file that the kind treats as secrets (a SecureString's `value`):
+/// accepted, since the file may be private, but warned about, since it usually goes to git.
+fn plaintext_secret_warnings(cx: &Cx<'_>, stack: &Stack) -> Vec<Diagnostic> {
+    let reg = registry();
+    let mut out = Vec::new();
+    for r in stack.resources.values() {
+        let Some(p) = reg.provider(&r.kind) else {
+            continue;
+        };
+        // What the file says, literally; anything computed counts as unknown.
+        let desired: BTreeMap<String, Desired> = r
+            .attrs
+            .iter()
+            .map(|(k, e)| {
+                let d = match e {
+                    Expr::Lit(v) => Desired::Known(v.clone()),
+                    Expr::Secret(s) => Desired::Secret(s.clone()),
+                    _ => Desired::Unknown,
+                };
+                (k.clone(), d)
+            })
+            .collect();
+        for attr in p.schema().attrs {
+            if attr.secret != SecretMode::Allowed
+                || !matches!(r.attrs.get(attr.name), Some(Expr::Lit(_)))
+                || !p.is_sensitive(attr.name, &desired)
+            {
+                continue;
+            }
+            let span = r
+                .attr_spans
+                .get(attr.name)
+                .cloned()
+                .unwrap_or(r.span.clone());
+            out.push(
+                cx.err(
+                    span,
+                    format!(
+                        "`{}` of `{}` is a secret written in plain text in the stack file, which usually goes to git",
+                        attr.name, r.address
+                    ),
+                )
+                .redacted()
+                .hint(format!(
+                    "read it from the environment or a file kept out of git: {} = {{ from_env = \"VAR\" }} or {{ from_file = \"path\" }}",
+                    attr.name
+                )),
+            );
+        }
+    }
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -409,7 +521,7 @@ fn resource(
         name: name.to_owned(),
         attrs: BTreeMap::new(),
         depends_on: Vec::new(),
-        prevent_destroy: false,
+        prevent_destroy: None,
         span: nspan.clone(),
         attr_spans: BTreeMap::new(),
     };
@@ -429,7 +541,7 @@ fn resource(
             "lifecycle" if is_resource => {
                 for (lk, lspan, lv) in entries(as_table(cx, v, &format!("{address}.lifecycle"))?) {
                     match (lk, lv.get_ref()) {
-                        ("prevent_destroy", DeValue::Boolean(b)) => r.prevent_destroy = *b,
+                        ("prevent_destroy", DeValue::Boolean(b)) => r.prevent_destroy = Some(*b),
                         ("prevent_destroy", other) => {
                             return Err(cx.err(
                                 lv.span(),
@@ -498,8 +610,12 @@ fn attr_expr(
 ) -> Result<Expr, Diagnostic> {
     let ctx = format!("`{}` of `{address}`", attr.name);
     // Secret sources: { from_env = "X" } / { from_file = "p" }.
+    // A table for a secret-capable string is a secret source (a misspelt key gets a
+    // did-you-mean, not "found a table").
     if let DeValue::Table(t) = v.get_ref()
-        && (get(t, "from_env").is_some() || get(t, "from_file").is_some())
+        && (get(t, "from_env").is_some()
+            || get(t, "from_file").is_some()
+            || (attr.secret != SecretMode::No && matches!(attr.ty, Ty::String)))
     {
         if attr.secret == SecretMode::No {
             return Err(cx
@@ -514,12 +630,20 @@ fn attr_expr(
                 v.span(),
                 format!("{ctx} is a secret and must not be written in the stack file"),
             )
+            .redacted()
             .hint(format!(
                 "use {} = {{ from_env = \"VAR\" }} or {{ from_file = \"path\" }}",
                 attr.name
             )));
     }
-    typed(cx, &ctx, attr.ty, v)
+    // A value that may be a secret (a SecureString's) never shows in an error snippet.
+    typed(cx, &ctx, attr.ty, v).map_err(|d| {
+        if attr.secret == SecretMode::No {
+            d
+        } else {
+            d.redacted()
+        }
+    })
 }
 
 fn typed(cx: &Cx<'_>, ctx: &str, ty: Ty, v: &Spanned<DeValue<'_>>) -> Result<Expr, Diagnostic> {
@@ -635,6 +759,9 @@ fn secret_source(
         found = Some((k, as_str(cx, v, k)?, v.span()));
     }
     let (k, val, vspan) = found.ok_or_else(|| cx.err(span.clone(), "empty secret source"))?;
+    if !cx.read_secrets {
+        return Ok(SecretString::new(String::new()));
+    }
     match k {
         "from_env" => match std::env::var(val) {
             Ok(s) => Ok(SecretString::new(s)),
@@ -657,6 +784,20 @@ fn secret_source(
             }
         }
     }
+}
+
+/// A 12-digit AWS account id, written as a string (an integer would lose leading zeros).
+fn account_id_of(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>) -> Result<String, Diagnostic> {
+    let id = as_str(cx, v, "account_id")?;
+    if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(cx
+            .err(
+                v.span(),
+                format!("account_id {id:?} is not a 12-digit AWS account id"),
+            )
+            .hint("write it as a string, e.g. account_id = \"123456789012\""));
+    }
+    Ok(id.to_owned())
 }
 
 fn relative_to_stack(stack: &Path, p: &str) -> PathBuf {
@@ -968,6 +1109,7 @@ fn migrations_decl(
                             val.span(),
                             "`url` must be { ssm = \"/param/name\" } or { from_env = \"VAR\" }",
                         )
+                        .redacted()
                         .hint("the URL is a secret: it is never written in the stack file"));
                 }
             }

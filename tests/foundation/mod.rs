@@ -659,7 +659,50 @@ async fn destroy_order_and_prevent_destroy() {
     let state = env.read("state/webapp/dev.json");
     assert!(state.contains("\"prevent_destroy\": true"));
 
-    // The block is gone from the file, but state remembers it.
+    // The block is gone from the file, but state remembers it: no change to plan, and an
+    // ordinary apply keeps it.
+    env.write("stacks/webapp.toml", STACK);
+    run_secret(
+        &env,
+        &[
+            "plan",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--detailed-exitcode",
+        ],
+        CANARY,
+    )
+    .assert_code(0);
+    let tagged = STACK.replace("app = \"webapp\"", "app = \"webapp2\"");
+    assert_ne!(tagged, STACK);
+    env.write("stacks/webapp.toml", &tagged);
+    run_secret(
+        &env,
+        &[
+            "apply",
+            "stacks/webapp.toml",
+            "--env",
+            "dev",
+            "--auto-approve",
+        ],
+        CANARY,
+    )
+    .assert_success();
+    let state = env.read("state/webapp/dev.json");
+    assert!(state.contains("\"prevent_destroy\": true"), "{state}");
+    // A replacement (a new bucket name) of a protected resource is refused like a destroy.
+    env.write(
+        "stacks/webapp.toml",
+        tagged.replace("-uploads\"", "-uploads2\""),
+    );
+    run_secret(
+        &env,
+        &["plan", "stacks/webapp.toml", "--env", "dev"],
+        CANARY,
+    )
+    .assert_failure()
+    .assert_stderr_contains("refusing to replace `s3_bucket.uploads`");
     env.write("stacks/webapp.toml", STACK);
     let run = run_secret(
         &env,
@@ -678,11 +721,19 @@ async fn destroy_order_and_prevent_destroy() {
     assert_eq!(bucket_names(&env).await, ["webapp-dev-uploads"]);
     assert_eq!(param_names(&env).await.len(), 3);
 
-    // Explicitly lifting it is a state-only change; then destroy goes through.
+    // Explicitly lifting it is a state-only change, shown as a warning; then destroy goes
+    // through.
     env.write(
         "stacks/webapp.toml",
         protected.replace("prevent_destroy = true", "prevent_destroy = false"),
     );
+    run_secret(
+        &env,
+        &["plan", "stacks/webapp.toml", "--env", "dev"],
+        CANARY,
+    )
+    .assert_success()
+    .assert_stdout_contains("lifecycle.prevent_destroy: true -> false: the protection is lifted");
     run_secret(
         &env,
         &[

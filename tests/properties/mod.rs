@@ -384,6 +384,7 @@ fn check_stack(
     let opts = LoadOptions {
         env: case.env.clone(),
         vars: case.vars.clone(),
+        offline: false,
     };
     let result = catch_unwind(AssertUnwindSafe(|| stackwright::stack::load(path, &opts)));
     let Ok(result) = result else {
@@ -464,6 +465,7 @@ fn stack_fragments_are_valid_before_mutation() {
     let opts = LoadOptions {
         env: Some("prod".into()),
         vars: vec![],
+        offline: false,
     };
     let s = stackwright::stack::load(&path, &opts).unwrap_or_else(|e| panic!("{e}"));
     assert!(s.resources.len() >= 10, "{:?}", s.resources.keys());
