@@ -46,6 +46,9 @@ pub struct Diagnostic {
     /// A resource address when the problem is about a resource rather than a line.
     pub address: Option<String>,
     pub hint: Option<String>,
+    /// Further errors found in the same pass (a stack file reports all of its resources'
+    /// errors at once, in file order), rendered after this one.
+    pub also: Vec<Diagnostic>,
 }
 
 impl Location {
@@ -79,7 +82,20 @@ impl Diagnostic {
             location: None,
             address: None,
             hint: None,
+            also: Vec::new(),
         }
+    }
+
+    /// One diagnostic carrying all of `errors` (at least one), sorted by place in the file.
+    pub fn all(mut errors: Vec<Diagnostic>) -> Option<Diagnostic> {
+        errors.sort_by_key(|d| {
+            d.location
+                .as_deref()
+                .map_or((usize::MAX, 0), |l| (l.line, l.column))
+        });
+        let mut first = errors.first()?.clone();
+        first.also = errors.split_off(1);
+        Some(first)
     }
     pub fn at(mut self, location: Location) -> Self {
         self.location = Some(Box::new(location));
@@ -124,6 +140,12 @@ impl fmt::Display for Diagnostic {
         }
         if let Some(hint) = &self.hint {
             write!(f, "\n  = help: {hint}")?;
+        }
+        for d in &self.also {
+            write!(f, "\n\nError: {d}")?;
+        }
+        if !self.also.is_empty() {
+            write!(f, "\n\n{} errors found", self.also.len() + 1)?;
         }
         Ok(())
     }

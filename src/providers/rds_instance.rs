@@ -456,6 +456,24 @@ impl Provider for RdsInstance {
                 "static parameters of {new} take effect when the instance next reboots"
             ));
         }
+        if known_bool(desired, "apply_immediately") != Some(false) {
+            // apply_immediately defaults to true: say so where that means an outage now.
+            for (attr, what) in [
+                ("instance_class", "the instance reboots"),
+                ("engine_version", "the engine upgrade restarts the database"),
+            ] {
+                if let (Some(old), Some(new)) = (
+                    prior.get(attr).and_then(Value::as_str),
+                    known_str(desired, attr),
+                ) && old != new
+                {
+                    notes.warnings.push(format!(
+                        "{attr} {old} -> {new}: {what} during this apply (apply_immediately defaults to true), \
+                         a few minutes of downtime; set apply_immediately = false to wait for the maintenance window"
+                    ));
+                }
+            }
+        }
         if known_bool(desired, "apply_immediately") == Some(false) {
             let deferred = deferred_changes(prior, desired);
             if !deferred.is_empty() {

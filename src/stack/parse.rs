@@ -366,20 +366,40 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     let mut data = BTreeMap::new();
     let mut migrations = None;
     let mut imports_v = None;
+    // Every resource's errors are collected, so a file with several mistakes reports them
+    // all at once (in file order) rather than one per run.
+    let mut errors = Vec::new();
     for (top, tspan, v) in entries(root) {
         match top {
             "stack" | "vars" | "env" => {}
             "import" => imports_v = Some(v),
             "migrations" => migrations = Some((v, tspan)),
             "data" => {
-                for (dkind, dspan, dv) in entries(as_table(&cx, v, "data")?) {
+                let dt = match as_table(&cx, v, "data") {
+                    Ok(t) => t,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                };
+                for (dkind, dspan, dv) in entries(dt) {
                     let Some(ds) = reg.data_source(dkind) else {
                         let known: Vec<&str> = reg.data_kinds().collect();
-                        return Err(unknown_key(&cx, dkind, dspan, "[data]", &known)
-                            .hint(format!("data sources: {}", known.join(", "))));
+                        errors.push(
+                            unknown_key(&cx, dkind, dspan, "[data]", &known)
+                                .hint(format!("data sources: {}", known.join(", "))),
+                        );
+                        continue;
                     };
-                    for (n, nspan, body) in entries(as_table(&cx, dv, &format!("data.{dkind}"))?) {
-                        let r = resource(
+                    let body = match as_table(&cx, dv, &format!("data.{dkind}")) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            errors.push(e);
+                            continue;
+                        }
+                    };
+                    for (n, nspan, body) in entries(body) {
+                        match resource(
                             &cx,
                             &format!("data.{dkind}"),
                             dkind,
@@ -388,8 +408,12 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
                             body,
                             ds.schema(),
                             false,
-                        )?;
-                        data.insert(r.address.clone(), r);
+                        ) {
+                            Ok(r) => {
+                                data.insert(r.address.clone(), r);
+                            }
+                            Err(e) => errors.push(e),
+                        }
                     }
                 }
             }
@@ -398,17 +422,32 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
                     let mut known = kinds.clone();
                     known.extend(TOP_KEYS);
                     let d = cx.err(tspan, format!("unknown resource kind `{kind}`"));
-                    return Err(match suggest(kind, known.iter().copied()) {
+                    errors.push(match suggest(kind, known.iter().copied()) {
                         Some(s) => d.hint(format!("did you mean `{s}`?")),
                         None => d.hint(format!("resource kinds: {}", kinds.join(", "))),
                     });
+                    continue;
                 };
-                for (n, nspan, body) in entries(as_table(&cx, v, kind)?) {
-                    let r = resource(&cx, kind, kind, n, nspan, body, p.schema(), true)?;
-                    resources.insert(r.address.clone(), r);
+                let body = match as_table(&cx, v, kind) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                };
+                for (n, nspan, body) in entries(body) {
+                    match resource(&cx, kind, kind, n, nspan, body, p.schema(), true) {
+                        Ok(r) => {
+                            resources.insert(r.address.clone(), r);
+                        }
+                        Err(e) => errors.push(e),
+                    }
                 }
             }
         }
+    }
+    if let Some(all) = Diagnostic::all(errors) {
+        return Err(all);
     }
 
     let mut stack = Stack {

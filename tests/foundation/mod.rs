@@ -568,6 +568,11 @@ async fn bad_input_is_refused_with_a_location() {
                 args.extend(["--out", "bad.plan"]);
             }
             let run = run_secret(&env, &args, CANARY);
+            if what == "unset from_env" && cmd == "validate" {
+                // validate is offline: it checks a secret source's shape, not its value.
+                run.assert_success();
+                continue;
+            }
             assert_eq!(run.code(), Some(1), "{what} ({cmd}): {run}");
             assert!(
                 run.stderr().contains(needle),

@@ -738,6 +738,19 @@ async fn instance_create_read_modify_delete_with_final_snapshot() {
     let input = instance_input(json!({
         "db_subnet_group": sg, "parameter_group": pg, "instance_class": "db.t4g.small",
     }));
+    // The plan warns that the default apply_immediately = true means a reboot now.
+    let reboot = p
+        .check_change(
+            Some(&created.attrs),
+            &desired(Value::Object(input.attrs.clone().into_iter().collect())),
+        )
+        .unwrap();
+    assert_eq!(
+        reboot.warnings,
+        vec![
+            "instance_class db.t4g.micro -> db.t4g.small: the instance reboots during this apply (apply_immediately defaults to true), a few minutes of downtime; set apply_immediately = false to wait for the maintenance window".to_string()
+        ]
+    );
     let live = p
         .update(&cx, "webapp-dev", &input, &["instance_class".into()])
         .await
@@ -764,6 +777,7 @@ async fn instance_create_read_modify_delete_with_final_snapshot() {
             "changes wait for the next maintenance window (apply_immediately = false): instance_class, allocated_storage".to_string()
         ]
     );
+    assert!(plan_notes.warnings.is_empty(), "{plan_notes:?}");
     rig.take_events();
     p.update(
         &cx,

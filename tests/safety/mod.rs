@@ -179,3 +179,23 @@ fn usage_errors_exit_1_and_unknown_vars_are_refused() {
     ])
     .assert_success();
 }
+
+#[test]
+fn validate_reports_every_resource_error_at_once_in_file_order() {
+    let env = TestEnv::new();
+    env.write(
+        "many.toml",
+        "[stack]\nname = \"many\"\n\n[s3_bucket.a]\nname = \"many-a\"\nversioning = \"yes\"\n\n[ssm_parameter.p]\nname = \"/many/p\"\nvalu = \"v\"\n\n[s3_bucket.b]\nname = \"many-b\"\ntags = 3\n",
+    );
+    let run = env.run(["validate", "many.toml"]);
+    run.assert_code(1).assert_stderr_contains("3 errors found");
+    let err = run.stderr();
+    let at = |needle: &str| {
+        err.find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing in: {run}"))
+    };
+    // Resources are sorted by address internally; the report follows the file.
+    assert!(at("many.toml:6:14:") < at("many.toml:10:1:"), "{run}");
+    assert!(at("many.toml:10:1:") < at("many.toml:14:8:"), "{run}");
+    assert_eq!(err.matches("Error: ").count(), 3, "{run}");
+}
