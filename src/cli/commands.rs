@@ -153,6 +153,10 @@ fn load_stack_with(args: &StackArgs, offline: bool) -> anyhow::Result<Stack> {
         offline,
     };
     let stack = stack::load(&args.stack, &opts)?;
+    // A cycle is a problem of the file: found before any AWS call, located in it.
+    crate::eval::stack_graph(&stack)
+        .topo_order()
+        .map_err(|d| stack.locate(d))?;
     stack.warnings.iter().for_each(output::warning);
     Ok(stack)
 }
@@ -169,7 +173,6 @@ fn validate(args: &StackArgs) -> anyhow::Result<Exit> {
     // Offline: secret sources are checked for shape, never read, so the README's first
     // command works before any secret is set.
     let s = load_stack_with(args, true)?;
-    crate::eval::stack_graph(&s).topo_order()?;
     output::success(&format!(
         "{} is valid: {} resources, {} data sources{}.",
         args.stack.display(),
@@ -396,7 +399,9 @@ async fn apply_stack(
         );
     }
     // Everything that needs no AWS call is checked before the lock is taken.
-    crate::eval::stack_graph(&stack).topo_order()?;
+    crate::eval::stack_graph(&stack)
+        .topo_order()
+        .map_err(|d| stack.locate(d))?;
     let backend = backend_for(args, &stack);
     let _lock = backend
         .lock(if destroy { "destroy" } else { "apply" }, run.lock_timeout)

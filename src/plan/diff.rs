@@ -50,7 +50,9 @@ pub async fn read_data(
     stack: &Stack,
     aws: &Aws,
 ) -> Result<(Vec<DataRead>, BTreeMap<String, Attrs>), Diagnostic> {
-    let order = stack_graph(stack).topo_order()?;
+    let order = stack_graph(stack)
+        .topo_order()
+        .map_err(|d| stack.locate(d))?;
     let mut data_values: BTreeMap<String, Attrs> = BTreeMap::new();
     let mut data_reads = Vec::new();
     for addr in order.iter().filter(|a| a.starts_with("data.")) {
@@ -96,7 +98,7 @@ pub async fn plan(
     opts: &PlanOptions,
 ) -> Result<Plan, Diagnostic> {
     let graph = stack_graph(stack);
-    let order = graph.topo_order()?;
+    let order = graph.topo_order().map_err(|d| stack.locate(d))?;
     let empty = State::new(&stack.name, stack.env.as_deref());
     let loaded = state.unwrap_or(&empty);
 
@@ -269,6 +271,14 @@ pub async fn plan(
                     .at(stack.location(r.span.clone()))
                     .for_address(addr.clone())
             };
+            // AWS's rules for values known only now (interpolated from references).
+            for (attr, d) in &desired {
+                if let Desired::Known(v) = d
+                    && let Err(why) = p.check_attr(attr, v)
+                {
+                    return Err(stack.attr_error(addr, attr, format!("`{attr}`: {why}")));
+                }
+            }
             // Notes and refusals for a create; an existing resource asks again below with
             // the attributes that changed.
             let notes = if prior.is_none() || current.is_none() {

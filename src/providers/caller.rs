@@ -16,7 +16,7 @@ pub struct Caller {
 
 /// Regions as of this build; only used to explain a failure ("did you mean …"), never to
 /// refuse a region, so a region launched after this build still works.
-const KNOWN_REGIONS: &[&str] = &[
+pub const KNOWN_REGIONS: &[&str] = &[
     "af-south-1",
     "ap-east-1",
     "ap-east-2",

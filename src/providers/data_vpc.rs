@@ -40,6 +40,21 @@ impl DataSource for Vpc {
         &SCHEMA
     }
 
+    fn check_args(&self, set: &[&str]) -> std::result::Result<(), String> {
+        if set.contains(&"default") && set.contains(&"id") {
+            return Err(
+                "`default` and `id` both select the VPC: keep one (an id names exactly one VPC)"
+                    .into(),
+            );
+        }
+        if set.is_empty() {
+            return Err(
+                "needs a selector: default = true, id = \"vpc-...\" or tags = { ... }".into(),
+            );
+        }
+        Ok(())
+    }
+
     async fn read(&self, aws: &Aws, args: &Resolved) -> Result<Attrs> {
         let mut filters = Vec::new();
         if let Some(default) = args.bool("default") {

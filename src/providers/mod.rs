@@ -311,6 +311,17 @@ pub trait Provider: Send + Sync {
         Ok(None)
     }
 
+    /// Checks one known attribute value against AWS's rules (naming, ranges): `Err` says
+    /// what is wrong and how to fix it. Called at load for values written in the file
+    /// (located at the attribute) and at plan for values known only then.
+    fn check_attr(
+        &self,
+        _attr: &str,
+        _value: &serde_json::Value,
+    ) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
     /// Reads the managed attributes; `None` when it does not exist.
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>>;
     async fn create(&self, cx: &Cx<'_>, input: &Resolved) -> Result<Live>;
@@ -372,6 +383,10 @@ pub trait DataSource: Send + Sync {
     /// The kind after `data.`, e.g. `vpc`.
     fn kind(&self) -> &'static str;
     fn schema(&self) -> &'static Schema;
+    /// Refuses a contradictory set of arguments at load time, given which are set.
+    fn check_args(&self, _set: &[&str]) -> std::result::Result<(), String> {
+        Ok(())
+    }
     async fn read(&self, aws: &Aws, args: &Resolved) -> Result<Attrs>;
 }
 

@@ -148,6 +148,22 @@ impl Provider for RdsInstance {
         super::toolkit::id_from(desired, "identifier")
     }
 
+    fn check_attr(&self, attr: &str, value: &Value) -> std::result::Result<(), String> {
+        let range = |lo: i64, hi: i64, unit: &str| match value.as_i64() {
+            Some(n) if (lo..=hi).contains(&n) => Ok(()),
+            _ => Err(format!(
+                "{value} is out of range: AWS accepts {lo} to {hi}{unit}"
+            )),
+        };
+        match attr {
+            "identifier" => value.as_str().map_or(Ok(()), check_identifier),
+            // General purpose and provisioned IOPS storage for PostgreSQL and MySQL.
+            "allocated_storage" | "max_allocated_storage" => range(20, 65536, " GiB"),
+            "backup_retention_days" => range(0, 35, " days"),
+            _ => Ok(()),
+        }
+    }
+
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>> {
         Ok(describe(cx.aws, id).await?.map(|db| live_of(&db)))
     }

@@ -199,6 +199,13 @@ impl Provider for RdsParameterGroup {
         }
     }
 
+    fn check_attr(&self, attr: &str, value: &Value) -> std::result::Result<(), String> {
+        match (attr, value) {
+            ("name", Value::String(name)) => check_lowercase_name("rds_parameter_group", name),
+            _ => Ok(()),
+        }
+    }
+
     fn check_change(
         &self,
         prior: Option<&Attrs>,

@@ -162,6 +162,13 @@ impl Provider for RdsSubnetGroup {
         }
     }
 
+    fn check_attr(&self, attr: &str, value: &Value) -> std::result::Result<(), String> {
+        match (attr, value) {
+            ("name", Value::String(name)) => check_lowercase_name("rds_subnet_group", name),
+            _ => Ok(()),
+        }
+    }
+
     fn check_change(
         &self,
         _prior: Option<&Attrs>,

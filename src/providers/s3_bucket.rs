@@ -118,6 +118,13 @@ impl Provider for S3Bucket {
         &SCHEMA
     }
 
+    fn check_attr(&self, attr: &str, value: &Value) -> std::result::Result<(), String> {
+        match (attr, value) {
+            ("name", Value::String(name)) => check_bucket_name(name),
+            _ => Ok(()),
+        }
+    }
+
     fn check_change(
         &self,
         _prior: Option<&Attrs>,
@@ -897,6 +904,43 @@ impl RuleSpec {
             .build()
             .map_err(build_err)
     }
+}
+
+/// AWS's rules for general purpose bucket names.
+fn check_bucket_name(name: &str) -> std::result::Result<(), String> {
+    let bad = |why: &str| Err(format!("bucket name {name:?} is not valid: {why}"));
+    if !(3..=63).contains(&name.len()) {
+        return bad("it must have 3 to 63 characters");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
+    {
+        return bad(&format!(
+            "{c:?} is not allowed (lowercase letters, digits, '-' and '.' only)"
+        ));
+    }
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !edge_ok(name.chars().next()) || !edge_ok(name.chars().last()) {
+        return bad("it must begin and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return bad("it must not contain two adjacent periods");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return bad("it must not look like an IP address");
+    }
+    for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] {
+        if name.starts_with(prefix) {
+            return bad(&format!("the prefix {prefix:?} is reserved"));
+        }
+    }
+    for suffix in ["-s3alias", "--ol-s3", "--x-s3", "--table-s3"] {
+        if name.ends_with(suffix) {
+            return bad(&format!("the suffix {suffix:?} is reserved"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

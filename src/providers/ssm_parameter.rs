@@ -77,6 +77,13 @@ impl Provider for SsmParameter {
             }
     }
 
+    fn check_attr(&self, attr: &str, value: &Value) -> std::result::Result<(), String> {
+        match (attr, value) {
+            ("name", Value::String(name)) => check_parameter_name(name),
+            _ => Ok(()),
+        }
+    }
+
     fn check_change(
         &self,
         prior: Option<&Attrs>,
@@ -401,6 +408,38 @@ async fn read_parameter(
         attrs,
         private: None,
     }))
+}
+
+/// AWS's rules for parameter names.
+fn check_parameter_name(name: &str) -> std::result::Result<(), String> {
+    let bad = |why: &str| Err(format!("parameter name {name:?} is not valid: {why}"));
+    if name.is_empty() || name.len() > 1011 {
+        return bad("it must have 1 to 1011 characters");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/')))
+    {
+        return bad(&format!(
+            "{c:?} is not allowed (letters, digits, '_', '.', '-' and '/' only)"
+        ));
+    }
+    if name.contains('/') && !name.starts_with('/') {
+        return bad(&format!(
+            "a hierarchical name must start with '/', e.g. \"/{name}\""
+        ));
+    }
+    if name.contains("//") || (name.len() > 1 && name.ends_with('/')) {
+        return bad("it must not contain an empty path segment");
+    }
+    if name.matches('/').count() > 15 {
+        return bad("a hierarchy has at most 15 levels");
+    }
+    let first = name.trim_start_matches('/').to_ascii_lowercase();
+    if first.starts_with("aws") || first.starts_with("ssm") {
+        return bad("names beginning with \"aws\" or \"ssm\" are reserved");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! only resource references left; planning then resolves those against AWS. Every error
 //! carries `file:line:column` from TOML spans and a hint.
 
+mod checks;
 pub mod expr;
 mod parse;
 
@@ -136,6 +137,18 @@ impl Stack {
     }
 
     /// A resource or data source by address.
+    /// Adds the file location of the resource a diagnostic names, when it has none (a
+    /// dependency cycle is found by address).
+    pub fn locate(&self, d: Diagnostic) -> Diagnostic {
+        match (&d.location, d.address.as_deref().and_then(|a| self.get(a))) {
+            (None, Some(r)) => {
+                let loc = self.location(r.span.clone());
+                d.at(loc)
+            }
+            _ => d,
+        }
+    }
+
     pub fn get(&self, address: &str) -> Option<&Resource> {
         self.resources
             .get(address)

@@ -59,6 +59,18 @@ fn get<'a, 'i>(t: &'a Table<'i>, key: &str) -> Option<&'a Spanned<DeValue<'i>>> 
         .map(|(_, v)| v)
 }
 
+fn json_type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Number(n) if n.is_i64() => "an integer",
+        Value::Number(_) => "a float",
+        Value::Bool(_) => "a boolean",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a table",
+        Value::Null => "nothing",
+    }
+}
+
 fn type_name(v: &DeValue<'_>) -> &'static str {
     match v {
         DeValue::String(_) => "a string",
@@ -218,10 +230,24 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
             "account_id" => account_id = Some(account_id_of(&cx, v)?),
             "profile" => profile = Some(as_str(&cx, v, "profile")?.to_owned()),
             "environments" => {
-                environments = str_list(&cx, v, "environments")?
-                    .into_iter()
-                    .map(|(s, _)| s)
-                    .collect()
+                for (e, espan) in str_list(&cx, v, "environments")? {
+                    // Names become paths (state/<stack>/<env>.json) and parts of AWS names.
+                    let valid = !e.is_empty()
+                        && e.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
+                        });
+                    if !valid {
+                        return Err(cx
+                            .err(espan, format!("environment name {e:?} is not valid"))
+                            .hint("use lowercase letters, digits, '-' and '_' (it becomes part of paths and AWS names)"));
+                    }
+                    if environments.contains(&e) {
+                        return Err(cx
+                            .err(espan, format!("environment `{e}` is listed twice"))
+                            .hint("list each environment once"));
+                    }
+                    environments.push(e);
+                }
             }
             _ => {
                 return Err(unknown_key(
@@ -452,7 +478,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
 
     let mut stack = Stack {
         path: path.to_owned(),
-        source: String::new(),
+        source: source.clone(),
         name: cx.stack_name.clone(),
         region: cx.region.clone(),
         environments,
@@ -468,7 +494,12 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         profile,
     };
     check_references(&cx, &stack)?;
+    let (errors, warnings) = super::checks::check(&stack, &|span, msg| cx.err(span, msg));
+    if let Some(all) = Diagnostic::all(errors) {
+        return Err(all);
+    }
     stack.warnings = plaintext_secret_warnings(&cx, &stack);
+    stack.warnings.extend(warnings);
     if let Some(v) = imports_v {
         stack.imports = import_decls(&cx, v, &stack)?;
     }
@@ -714,8 +745,17 @@ fn typed(cx: &Cx<'_>, ctx: &str, ty: Ty, v: &Spanned<DeValue<'_>>) -> Result<Exp
                 .parse::<bool>()
                 .map(|b| Expr::Lit(b.into()))
                 .map_err(|_| mismatch("a string")),
-            (Expr::Lit(_), Ty::String | Ty::Enum(_)) | (Expr::Ref(_) | Expr::Concat(_), _) => Ok(e),
-            (Expr::Lit(Value::String(_)), _) => Err(mismatch("a string")),
+            (Expr::Lit(Value::String(_)), Ty::String | Ty::Enum(_))
+            | (Expr::Ref(_) | Expr::Concat(_), _) => Ok(e),
+            // A whole-string variable keeps its type: check it like a literal.
+            (Expr::Lit(Value::Bool(_)), Ty::Bool)
+            | (Expr::Lit(Value::Number(_)), Ty::Int)
+            | (Expr::Lit(Value::Array(_)), Ty::StringList)
+            | (Expr::Lit(Value::Object(_)), Ty::StringMap) => Ok(e),
+            (Expr::Lit(v @ (Value::Number(_) | Value::Bool(_))), Ty::String) => {
+                Ok(Expr::Lit(Value::String(super::expr::scalar_text(v))))
+            }
+            (Expr::Lit(v), _) => Err(mismatch(json_type_name(v))),
             _ => Ok(e),
         };
     }

@@ -156,14 +156,16 @@ fn access_denied_names_the_action_and_the_fix() {
     );
 }
 
-/// A mistyped region (no endpoint override): found at first contact, with a suggestion.
+/// A mistyped AWS_REGION (no endpoint override): found at first contact, with a suggestion.
 #[test]
 fn an_unknown_region_is_one_line_with_a_suggestion() {
     let env = TestEnv::new();
-    env.write("fc.toml", STACK.replace("us-east-1", "us-esat-1"));
+    // From the environment: a mistyped region in the stack file is refused at load time.
+    env.write("fc.toml", STACK);
     let t0 = Instant::now();
     let run = env.run_with(["plan", "fc.toml"], |c| {
-        c.env_remove("AWS_ENDPOINT_URL").env_remove("AWS_REGION");
+        c.env_remove("AWS_ENDPOINT_URL")
+            .env("AWS_REGION", "us-esat-1");
     });
     check(&run, t0);
     run.assert_stderr_contains("unknown region `us-esat-1`: did you mean `us-east-1`?");

@@ -1,6 +1,7 @@
 //! Issue 2's "done means", end to end: the real binary against a real moto_server, with
 //! results read back independently through the AWS SDK.
 
+use crate::common::proxy::Fault;
 use crate::common::{Run, TestEnv};
 
 const CANARY: &str = "canary-Sekr1t-7f3a9c";
@@ -950,14 +951,16 @@ async fn partial_failure_keeps_what_succeeded_and_converges() {
             "[stack]\nname = \"pf\"\n\n[s3_bucket.data]\nname = \"{bucket}\"\n\n[ssm_parameter.bucket]\nname = \"/pf/BUCKET\"\nvalue = \"${{s3_bucket.data.arn}}\"\n\n[ssm_parameter.independent]\nname = \"/pf/INDEPENDENT\"\nvalue = \"x\"\n"
         )
     };
-    // A name too short for S3 (moto accepts uppercase names, see tests/README.md): S3
-    // refuses it, SSM is unaffected.
-    env.write("s.toml", stack("ab"));
+    // S3 refuses the bucket's create (the fault proxy answers as IAM would; a bad name is
+    // now refused at load time), SSM is unaffected.
+    env.write("s.toml", stack("pf-data"));
+    let proxy = env.proxy();
+    proxy.fail_matching("PUT /pf-data", Fault::AccessDenied);
     let run = env.run(["apply", "s.toml", "--auto-approve"]);
     run.assert_code(1);
     let all = format!("{}{}", run.stdout(), run.stderr());
     assert!(
-        all.contains("s3_bucket.data: create failed: InvalidBucketName"),
+        all.contains("s3_bucket.data: create failed: AccessDenied"),
         "{run}"
     );
     assert!(
@@ -970,7 +973,7 @@ async fn partial_failure_keeps_what_succeeded_and_converges() {
     let recorded: Vec<&String> = state["resources"].as_object().unwrap().keys().collect();
     assert_eq!(recorded, ["ssm_parameter.independent"]);
 
-    env.write("s.toml", stack("pf-data"));
+    proxy.clear_faults();
     env.run(["plan", "s.toml", "--detailed-exitcode"])
         .assert_code(2)
         .assert_stdout_contains("Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy.");

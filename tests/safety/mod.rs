@@ -199,3 +199,116 @@ fn validate_reports_every_resource_error_at_once_in_file_order() {
     assert!(at("many.toml:10:1:") < at("many.toml:14:8:"), "{run}");
     assert_eq!(err.matches("Error: ").count(), 3, "{run}");
 }
+
+/// Inputs AWS would refuse, or that contradict themselves, are refused at load time with
+/// file:line:col and a fix, and no AWS call is made (plan stops before first contact).
+#[test]
+fn aws_rules_and_contradictions_are_refused_at_load_with_a_location() {
+    const HEAD: &str = "[stack]\nname = \"v\"\nregion = \"us-east-1\"\n\n";
+    let db = |storage: &str| {
+        format!(
+            "{HEAD}[rds_instance.a]\nidentifier = \"db\"\nengine = \"postgres\"\ninstance_class = \"db.t4g.micro\"\nallocated_storage = {storage}\nmaster_username = \"u\"\nmaster_password = {{ from_env = \"PW\" }}\n"
+        )
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "bucket name",
+            format!("{HEAD}[s3_bucket.a]\nname = \"Bad_Bucket\"\n"),
+            "c.toml:6:8: `name` of `s3_bucket.a`: bucket name \"Bad_Bucket\" is not valid",
+        ),
+        (
+            "ssm hierarchy",
+            format!("{HEAD}[ssm_parameter.a]\nname = \"app/x\"\nvalue = \"v\"\n"),
+            "c.toml:6:8: `name` of `ssm_parameter.a`: parameter name \"app/x\" is not valid: a hierarchical name must start with '/'",
+        ),
+        (
+            "rds identifier",
+            db("20").replace("\"db\"", "\"1db\""),
+            "c.toml:6:14: `identifier` of `rds_instance.a`",
+        ),
+        (
+            "storage range",
+            db("-5"),
+            "c.toml:9:21: `allocated_storage` of `rds_instance.a`: -5 is out of range: AWS accepts 20 to 65536 GiB",
+        ),
+        (
+            "same AWS name",
+            format!("{HEAD}[s3_bucket.a]\nname = \"same-b\"\n\n[s3_bucket.b]\nname = \"same-b\"\n"),
+            "c.toml:8:12: `s3_bucket.b` and `s3_bucket.a` would both be the s3_bucket `same-b` in AWS",
+        ),
+        (
+            "mistyped region",
+            HEAD.replace("us-east-1", "us-esat-1") + "[s3_bucket.a]\nname = \"abc-b\"\n",
+            "c.toml:3:10: unknown region `us-esat-1`",
+        ),
+        (
+            "depends on itself",
+            format!("{HEAD}[s3_bucket.a]\nname = \"abc-b\"\ndepends_on = [\"s3_bucket.a\"]\n"),
+            "c.toml:7:14: `s3_bucket.a` depends on itself",
+        ),
+        (
+            "reference type",
+            format!(
+                "{HEAD}[data.vpc.main]\ndefault = true\n\n[rds_subnet_group.g]\nname = \"g\"\nsubnet_ids = \"${{data.vpc.main.id}}\"\n"
+            ),
+            "c.toml:10:14: `subnet_ids` of `rds_subnet_group.g` takes a list, but `${data.vpc.main.id}` is a single value",
+        ),
+        (
+            "duplicate environment",
+            HEAD.replace("region", "environments = [\"dev\", \"dev\"]\nregion"),
+            "c.toml:3:24: environment `dev` is listed twice",
+        ),
+        (
+            "malformed environment",
+            HEAD.replace("region", "environments = [\"Prod env\"]\nregion"),
+            "c.toml:3:17: environment name \"Prod env\" is not valid",
+        ),
+        (
+            "vpc default and id",
+            format!("{HEAD}[data.vpc.main]\ndefault = true\nid = \"vpc-123\"\n"),
+            "c.toml:5:11: `data.vpc.main`: `default` and `id` both select the VPC",
+        ),
+        (
+            "variable of the wrong type",
+            format!(
+                "{HEAD}[vars]\nn = 3\n\n[s3_bucket.a]\nname = \"abc-b\"\nversioning = \"${{var.n}}\"\n"
+            ),
+            "c.toml:10:14: `versioning` of `s3_bucket.a` must be a boolean (true or false), found an integer",
+        ),
+        (
+            "cycle",
+            format!(
+                "{HEAD}[ssm_parameter.a]\nname = \"/a\"\nvalue = \"${{ssm_parameter.b.value}}\"\n\n[ssm_parameter.b]\nname = \"/b\"\nvalue = \"${{ssm_parameter.a.value}}\"\n"
+            ),
+            "c.toml:5:16: dependency cycle: ssm_parameter.a -> ssm_parameter.b -> ssm_parameter.a",
+        ),
+    ];
+    let env = TestEnv::new();
+    let proxy = env.proxy();
+    for (what, text, needle) in cases {
+        env.write("c.toml", &text);
+        for cmd in ["validate", "plan"] {
+            let args: Vec<&str> = if text.contains("environments") {
+                vec![cmd, "c.toml", "--env", "dev"]
+            } else {
+                vec![cmd, "c.toml"]
+            };
+            let run = env.run_with(&args, |c| {
+                c.env("PW", "x");
+            });
+            run.assert_code(1);
+            assert!(
+                run.stderr().contains(needle),
+                "{what} ({cmd}): expected `{needle}` in\n{run}"
+            );
+            assert!(run.stderr().contains("^"), "{what}: a snippet: {run}");
+        }
+        assert_eq!(proxy.requests(), 0, "{what}: no AWS call");
+    }
+    // A valid bucket name that AWS would take passes.
+    env.write(
+        "c.toml",
+        format!("{HEAD}[s3_bucket.a]\nname = \"my.bucket-1\"\n"),
+    );
+    env.ok(["validate", "c.toml"]);
+}

@@ -1,0 +1,203 @@
+//! Checks of a parsed stack that need more than one attribute's type: AWS's own rules for
+//! names and ranges (asked of each kind, [`Provider::check_attr`]), AWS names two resources
+//! would share, a resource depending on itself, references whose type does not fit the
+//! attribute, mistyped regions, contradictory data-source arguments.
+//! All problems are returned at once, each located at the value it is about.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use super::Stack;
+use super::expr::{Expr, Ref};
+use crate::error::{Diagnostic, suggest};
+use crate::providers::caller::KNOWN_REGIONS;
+use crate::providers::{Ty, registry};
+use crate::value::Desired;
+
+/// Builds a located diagnostic from a byte span of the stack file.
+pub(super) type At<'a> = &'a dyn Fn(Range<usize>, String) -> Diagnostic;
+
+/// (errors, warnings).
+pub(super) fn check(stack: &Stack, at: At<'_>) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    attribute_rules(stack, at, &mut errors);
+    unique_aws_names(stack, at, &mut errors);
+    self_dependencies(stack, at, &mut errors);
+    reference_types(stack, at, &mut errors);
+    data_source_args(stack, at, &mut errors);
+    region(stack, at, &mut errors, &mut warnings);
+    (errors, warnings)
+}
+
+fn attr_span(stack: &Stack, address: &str, attr: &str) -> Range<usize> {
+    let r = stack.get(address).expect("address from the stack");
+    r.attr_spans.get(attr).cloned().unwrap_or(r.span.clone())
+}
+
+/// Each literal value, asked of its kind.
+fn attribute_rules(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>) {
+    let reg = registry();
+    for r in stack.resources.values() {
+        let Some(p) = reg.provider(&r.kind) else {
+            continue;
+        };
+        for (attr, e) in &r.attrs {
+            if let Expr::Lit(v) = e
+                && let Err(why) = p.check_attr(attr, v)
+            {
+                errors.push(at(
+                    attr_span(stack, &r.address, attr),
+                    format!("`{attr}` of `{}`: {why}", r.address),
+                ));
+            }
+        }
+    }
+}
+
+/// Two resources of one kind whose AWS id (bucket name, parameter name) is the same would
+/// fight over one object.
+fn unique_aws_names(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>) {
+    let reg = registry();
+    let mut seen: BTreeMap<(String, String), &str> = BTreeMap::new();
+    for r in stack.resources.values() {
+        let Some(p) = reg.provider(&r.kind) else {
+            continue;
+        };
+        let desired: BTreeMap<String, Desired> = r
+            .attrs
+            .iter()
+            .filter_map(|(k, e)| match e {
+                Expr::Lit(v) => Some((k.clone(), Desired::Known(v.clone()))),
+                _ => None,
+            })
+            .collect();
+        let Some(id) = p.id_for(&desired) else {
+            continue;
+        };
+        match seen.get(&(r.kind.clone(), id.clone())) {
+            Some(first) => errors.push(
+                at(
+                    r.span.clone(),
+                    format!(
+                        "`{}` and `{first}` would both be the {} `{id}` in AWS",
+                        r.address, r.kind
+                    ),
+                )
+                .hint("give each its own name (e.g. with a suffix), or remove one of them"),
+            ),
+            None => {
+                seen.insert((r.kind.clone(), id), &r.address);
+            }
+        }
+    }
+}
+
+fn self_dependencies(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>) {
+    for r in stack.resources.values() {
+        if r.depends_on.contains(&r.address) {
+            errors.push(
+                at(
+                    attr_span(stack, &r.address, "depends_on"),
+                    format!("`{}` depends on itself", r.address),
+                )
+                .hint("remove it from its own depends_on"),
+            );
+        }
+    }
+}
+
+/// Whether a referenced attribute holds a list (`data.subnets.x.ids`) or a single value.
+fn ref_is_list(stack: &Stack, rf: &Ref) -> Option<bool> {
+    let reg = registry();
+    let target = stack.get(&rf.address)?;
+    let schema = if rf.address.starts_with("data.") {
+        reg.data_source(&target.kind)?.schema()
+    } else {
+        reg.provider(&target.kind)?.schema()
+    };
+    match schema.attr(&rf.attr) {
+        Some(a) => Some(matches!(a.ty, Ty::StringList)),
+        // Outputs: lists of ids are named `ids` / `*_ids`.
+        None => Some(rf.attr == "ids" || rf.attr.ends_with("_ids")),
+    }
+}
+
+/// A whole-string reference must fit its attribute: a list where a list is expected (a VPC
+/// id is not a list of subnets), a single value where one is.
+fn reference_types(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>) {
+    let reg = registry();
+    for r in stack.resources.values().chain(stack.data.values()) {
+        let schema = if r.address.starts_with("data.") {
+            reg.data_source(&r.kind).map(|d| d.schema())
+        } else {
+            reg.provider(&r.kind).map(|p| p.schema())
+        };
+        let Some(schema) = schema else { continue };
+        for (attr, e) in &r.attrs {
+            let (Expr::Ref(rf), Some(a)) = (e, schema.attr(attr)) else {
+                continue;
+            };
+            let Some(is_list) = ref_is_list(stack, rf) else {
+                continue;
+            };
+            let wants_list = matches!(a.ty, Ty::StringList);
+            let single = matches!(a.ty, Ty::String | Ty::Enum(_) | Ty::Int | Ty::Bool);
+            let why = if wants_list && !is_list {
+                Some(format!(
+                    "`{attr}` of `{}` takes a list, but `${{{rf}}}` is a single value",
+                    r.address
+                ))
+            } else if single && is_list {
+                Some(format!(
+                    "`{attr}` of `{}` takes a single value, but `${{{rf}}}` is a list",
+                    r.address
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                let hint = if wants_list {
+                    "reference a list (for subnets: ${data.subnets.NAME.ids}), or write [\"${...}\"]"
+                } else {
+                    "reference a single attribute, not a list"
+                };
+                errors.push(at(attr_span(stack, &r.address, attr), why).hint(hint));
+            }
+        }
+    }
+}
+
+fn data_source_args(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>) {
+    let reg = registry();
+    for r in stack.data.values() {
+        let Some(ds) = reg.data_source(&r.kind) else {
+            continue;
+        };
+        let set: Vec<&str> = r.attrs.keys().map(String::as_str).collect();
+        if let Err(why) = ds.check_args(&set) {
+            errors.push(at(r.span.clone(), format!("`{}`: {why}", r.address)));
+        }
+    }
+}
+
+/// A region that is one or two letters from a known one is a typo (an error); one far from
+/// all of them may be newer than this build (a warning).
+fn region(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>, warnings: &mut Vec<Diagnostic>) {
+    let Some(r) = &stack.region else { return };
+    if KNOWN_REGIONS.contains(&r.as_str()) {
+        return;
+    }
+    let quoted = format!("\"{r}\"");
+    let start = stack.source.find(&quoted).unwrap_or(0);
+    let span = start..start + quoted.len();
+    match suggest(r, KNOWN_REGIONS.iter().copied()) {
+        Some(best) if strsim::levenshtein(best, r) <= 2 => errors.push(
+            at(span, format!("unknown region `{r}`")).hint(format!("did you mean `{best}`?")),
+        ),
+        _ => warnings.push(
+            at(span, format!("region `{r}` is not one this build knows"))
+                .hint("if it is a new AWS region this is fine; otherwise check the spelling"),
+        ),
+    }
+}
