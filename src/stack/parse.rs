@@ -879,13 +879,31 @@ fn account_id_of(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>) -> Result<String, Diagno
     Ok(id.to_owned())
 }
 
+/// A path written in the stack file, relative to the file's directory (as Cargo does for
+/// paths in Cargo.toml), with `dir/..` folded away so messages show `migrations`, not
+/// `stacks/../migrations`.
 fn relative_to_stack(stack: &Path, p: &str) -> PathBuf {
+    use std::path::Component;
     let p = Path::new(p);
     if p.is_absolute() {
-        p.to_owned()
-    } else {
-        stack.parent().unwrap_or(Path::new(".")).join(p)
+        return p.to_owned();
     }
+    let mut out = PathBuf::new();
+    for c in stack.parent().unwrap_or(Path::new("")).join(p).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
 }
 
 /// Substitutes `var.*`, `env`, `stack.*`; keeps resource references.
@@ -1132,7 +1150,25 @@ fn migrations_decl(
     let mut url_env = "DATABASE_URL".to_owned();
     for (k, kspan, val) in entries(t) {
         match k {
-            "dir" => dir = Some(relative_to_stack_root(cx.path, as_str(cx, val, k)?)),
+            "dir" => {
+                // Relative to the stack file's directory, like every path in the file.
+                let d = relative_to_stack(cx.path, as_str(cx, val, k)?);
+                if !d.is_dir() {
+                    return Err(cx
+                        .err(
+                            val.span(),
+                            format!("migrations dir {} does not exist", d.display()),
+                        )
+                        .hint(format!(
+                            "paths in a stack file are relative to its directory ({}); e.g. dir = \"../migrations\" for a stack in stacks/",
+                            cx.path
+                                .parent()
+                                .filter(|p| !p.as_os_str().is_empty())
+                                .map_or(".".into(), |p| p.display().to_string())
+                        )));
+                }
+                dir = Some(d);
+            }
             "database" => {
                 let d = as_str(cx, val, k)?;
                 let d = d.trim_start_matches("${").trim_end_matches('}');
@@ -1244,10 +1280,6 @@ fn migrations_decl(
 }
 
 /// Migration dirs are relative to the working directory (the project root), like state.
-fn relative_to_stack_root(_stack: &Path, p: &str) -> PathBuf {
-    PathBuf::from(p)
-}
-
 /// Non-secret files whose content the plan depends on (the migrations), for the digest.
 pub(super) fn file_inputs(stack: &Stack) -> Vec<(String, Vec<u8>)> {
     let Some(m) = &stack.migrations else {

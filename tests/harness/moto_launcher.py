@@ -185,6 +185,54 @@ def rds_subnet_group_already_exists() -> None:
     RDSBackend.create_subnet_group = create_subnet_group
 
 
+@patch
+def rds_delete_needs_a_snapshot_choice() -> None:
+    """RDS DeleteDBInstance accepts a delete that makes no final-snapshot choice.
+
+    moto 5.2.1 deletes the instance when neither ``SkipFinalSnapshot=true`` nor
+    ``FinalDBSnapshotIdentifier`` is given; AWS refuses with
+    ``InvalidParameterCombination`` ("FinalDBSnapshotIdentifier is required
+    unless SkipFinalSnapshot is specified"), since SkipFinalSnapshot defaults to
+    false. A delete that forgot the choice would pass every test.
+
+    Fix: wrap ``RDSBackend.delete_db_instance`` to raise the AWS error first.
+    """
+    from moto.rds.exceptions import InvalidParameterCombination
+    from moto.rds.models import RDSBackend
+
+    original = RDSBackend.delete_db_instance
+
+    def delete_db_instance(self, db_instance_identifier, final_db_snapshot_identifier=None,
+                           skip_final_snapshot=False, *args, **kwargs):  # type: ignore[no-untyped-def]
+        skip = str(skip_final_snapshot).lower() == "true"
+        if not skip and not final_db_snapshot_identifier:
+            raise InvalidParameterCombination(
+                "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified."
+            )
+        return original(self, db_instance_identifier, final_db_snapshot_identifier,
+                        skip, *args, **kwargs)
+
+    RDSBackend.delete_db_instance = delete_db_instance
+
+
+@selftest
+def check_rds_delete_needs_a_snapshot_choice(endpoint: str) -> None:
+    import urllib.error
+
+    try:
+        _query(endpoint, "rds", {
+            "Action": "DeleteDBInstance",
+            "Version": "2014-10-31",
+            "DBInstanceIdentifier": "selftest-no-such-db",
+        })
+    except urllib.error.HTTPError as err:
+        body = err.read().decode()
+        if err.code != 400 or "InvalidParameterCombination" not in body:
+            raise AssertionError(f"delete without a choice: HTTP {err.code} {body}") from err
+    else:
+        raise AssertionError("a DeleteDBInstance with no snapshot choice was accepted")
+
+
 @selftest
 def check_rds_subnet_group_already_exists(endpoint: str) -> None:
     import urllib.error

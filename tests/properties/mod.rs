@@ -444,6 +444,10 @@ fn check_stack(
 fn stack_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("secret.txt"), format!("{FILE_SECRET}\n")).unwrap();
+    // The fragments' migrations dirs, which must exist.
+    for d in ["migrations", "alembic"] {
+        std::fs::create_dir(dir.path().join(d)).unwrap();
+    }
     let path = dir.path().join("stack.toml");
     (dir, path)
 }

@@ -1115,7 +1115,8 @@ async fn wait_for_passes_a_poll_error_through() {
 // ---------------------------------------------------------------------------
 
 /// AWS refuses DeleteDBInstance unless it says FinalDBSnapshotIdentifier or
-/// SkipFinalSnapshot=true (InvalidParameterCombination); moto deletes without a snapshot.
+/// SkipFinalSnapshot=true (InvalidParameterCombination); moto 5.2.1 deleted without a
+/// snapshot, so the harness patches it (tests/README.md row 4).
 #[tokio::test]
 async fn moto_deviation_delete_db_instance_without_a_snapshot_choice() {
     let rig = Rig::new().await;
@@ -1124,13 +1125,28 @@ async fn moto_deviation_delete_db_instance_without_a_snapshot_choice() {
         .await
         .unwrap();
     let rds = rig.env.rds().await;
-    rds.delete_db_instance()
+    // Patched in the harness (rds_delete_needs_a_snapshot_choice): refused, as AWS does.
+    let err = rds
+        .delete_db_instance()
         .db_instance_identifier("webapp-dev")
         .send()
         .await
-        .expect("moto accepts a delete that AWS refuses");
-    let snaps = rds.describe_db_snapshots().send().await.unwrap();
-    assert!(snaps.db_snapshots().is_empty());
+        .expect_err("a delete without a final-snapshot choice is refused");
+    assert_eq!(
+        aws_sdk_rds::error::ProvideErrorMetadata::code(&err),
+        Some("InvalidParameterCombination"),
+        "{err:?}"
+    );
+    assert_eq!(
+        rds.describe_db_instances()
+            .send()
+            .await
+            .unwrap()
+            .db_instances()
+            .len(),
+        1,
+        "the instance is still there"
+    );
 }
 
 /// AWS refuses to shrink storage; moto shrinks it (hence check_change refuses at plan time).
