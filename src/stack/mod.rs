@@ -210,6 +210,8 @@ mod tests {
 
     fn load_str(text: &str, env: Option<&str>, vars: &[(&str, &str)]) -> Result<Stack, Diagnostic> {
         let dir = tempfile::tempdir().unwrap();
+        // The migrations dir the tests' stacks name must exist.
+        std::fs::create_dir(dir.path().join("m")).unwrap();
         let p = dir.path().join("s.toml");
         std::fs::write(&p, text).unwrap();
         let opts = LoadOptions {
