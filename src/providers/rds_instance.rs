@@ -204,16 +204,13 @@ impl Provider for RdsInstance {
         for tag in tag_list(&input.string_map("tags")) {
             req = req.tags(tag);
         }
-        match req.send().await.map_err(aws_err) {
-            // A retried create whose first reply was lost: the instance is what this create
-            // sent (the plan saw none, and the identifier is ours), so adopt it.
-            Err(e) if e.is("DBInstanceAlreadyExists") && created_by_us(cx.aws, id, input).await => {
-                tracing::debug!(%id, "CreateDBInstance retried after a lost reply; it had succeeded");
-            }
-            other => {
-                other?;
-            }
-        }
+        super::toolkit::retried_create(
+            req.send().await.map_err(aws_err),
+            "DBInstanceAlreadyExists",
+            id,
+            created_by_us(cx.aws, id, input),
+        )
+        .await?;
         // Recorded before the (long) wait: a timeout or a kill mid-wait loses nothing.
         cx.created(id);
 
@@ -562,7 +559,6 @@ pub(crate) fn final_snapshot_id(identifier: &str, at: chrono::DateTime<chrono::U
     format!("{identifier}-final-{}", at.format("%Y%m%d%H%M%S"))
 }
 
-/// DescribeDBInstances for one identifier; `None` when it does not exist.
 /// Whether the existing instance `id` has the engine, class, storage and master user the
 /// create sent (the values a different author would hardly match by chance).
 async fn created_by_us(aws: &Aws, id: &str, input: &Resolved) -> bool {
@@ -575,6 +571,7 @@ async fn created_by_us(aws: &Aws, id: &str, input: &Resolved) -> bool {
         && db.allocated_storage().map(i64::from) == input.int("allocated_storage")
 }
 
+/// DescribeDBInstances for one identifier; `None` when it does not exist.
 async fn describe(aws: &Aws, id: &str) -> Result<Option<DbInstance>> {
     match aws
         .rds()

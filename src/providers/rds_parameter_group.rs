@@ -108,27 +108,18 @@ impl Provider for RdsParameterGroup {
             .send()
             .await
             .map_err(aws_err);
-        match sent {
-            // A retried create whose first reply was lost: the group has exactly the family
-            // and description sent (the plan saw none), so it is our own first attempt.
-            // Its parameters are set below either way.
-            Err(e)
-                if e.is("DBParameterGroupAlreadyExists")
-                    && describe(cx.aws, name)
-                        .await
-                        .ok()
-                        .flatten()
-                        .is_some_and(|g| {
-                            g.db_parameter_group_family() == Some(family)
-                                && g.description() == Some(description)
-                        }) =>
-            {
-                tracing::debug!(%name, "CreateDBParameterGroup retried after a lost reply; it had succeeded");
-            }
-            other => {
-                other?;
-            }
-        }
+        // Its parameters are set below either way.
+        super::toolkit::retried_create(sent, "DBParameterGroupAlreadyExists", name, async {
+            describe(cx.aws, name)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|g| {
+                    g.db_parameter_group_family() == Some(family)
+                        && g.description() == Some(description)
+                })
+        })
+        .await?;
         cx.created(name);
         set_parameters(
             cx.aws,

@@ -13,6 +13,7 @@ use super::rds_instance::{
     check_lowercase_name, known_str, list_tags, required_str, sync_tags, tag_list, tags_value,
 };
 use super::schema::Default;
+use super::toolkit::retried_create;
 use super::{Attr, Aws, AwsError, ChangeNotes, Cx, Live, Provider, Result, Schema, Ty, aws_err};
 use crate::value::{Attrs, Desired, Resolved};
 
@@ -68,19 +69,13 @@ impl Provider for RdsSubnetGroup {
             .send()
             .await
             .map_err(aws_err);
-        match sent {
-            // The SDK retried a create whose reply was lost: the group holds exactly what
-            // this create sent (the plan saw none), so it is our own first attempt.
-            Err(e)
-                if e.is("DBSubnetGroupAlreadyExists")
-                    && created_by_us(cx.aws, name, input).await =>
-            {
-                tracing::debug!(%name, "CreateDBSubnetGroup retried after a lost reply; it had succeeded");
-            }
-            other => {
-                other?;
-            }
-        }
+        retried_create(
+            sent,
+            "DBSubnetGroupAlreadyExists",
+            name,
+            created_by_us(cx.aws, name, input),
+        )
+        .await?;
         cx.created(name);
         self.read(cx, name).await?.ok_or_else(|| {
             AwsError::local(format!(

@@ -127,14 +127,13 @@ impl Provider for SsmParameter {
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(build_err))
             .collect::<Result<Vec<_>>>()?;
-        match put_parameter(ssm, name, input, false, tags).await {
-            // The SDK retried a PutParameter whose reply was lost: the parameter exists
-            // because our first attempt wrote it. Anything else is someone else's.
-            Err(e) if e.is("ParameterAlreadyExists") && written_by_us(ssm, name, input).await => {
-                tracing::debug!(%name, "PutParameter retried after a lost reply; it had succeeded");
-            }
-            other => other?,
-        }
+        super::toolkit::retried_create(
+            put_parameter(ssm, name, input, false, tags).await,
+            "ParameterAlreadyExists",
+            name,
+            written_by_us(ssm, name, input),
+        )
+        .await?;
         cx.created(name);
         read_back(ssm, name).await
     }

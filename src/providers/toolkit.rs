@@ -1,6 +1,6 @@
 //! The shared provider toolkit: what every resource kind needs and no kind should copy —
 //! the id a stack decides, ownership tags for ids AWS assigns, tag maps, read-back after a
-//! write. Error classification lives in `errors.rs` (`AwsError::kind()`).
+//! write, creates retried after a lost reply. Error classification lives in `errors.rs` (`AwsError::kind()`).
 
 use std::collections::BTreeMap;
 
@@ -28,6 +28,26 @@ pub fn id_from(desired: &BTreeMap<String, Desired>, attr: &str) -> Option<String
 /// `tags = {}` compares equal (a stack without `tags` leaves them unmanaged).
 pub fn tags_value(tags: &BTreeMap<String, String>) -> Value {
     map_value(tags.clone())
+}
+
+/// The outcome of a create, where an SDK retry whose first attempt succeeded but lost its
+/// reply meets `already_exists` (the service's code for it): that is our own object when
+/// `ours` — a read-back — finds exactly what this create sent, since the plan saw none.
+/// Anything else stays an error.
+pub async fn retried_create<T>(
+    sent: Result<T>,
+    already_exists: &str,
+    id: &str,
+    ours: impl std::future::Future<Output = bool>,
+) -> Result<()> {
+    match sent {
+        Ok(_) => Ok(()),
+        Err(e) if e.is(already_exists) && ours.await => {
+            tracing::debug!(%id, code = already_exists, "create retried after a lost reply; it had succeeded");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads a resource right after writing it; an absent one is an error naming the id.

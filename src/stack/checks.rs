@@ -1,17 +1,18 @@
 //! Checks of a parsed stack that need more than one attribute's type: AWS's own rules for
 //! names and ranges (asked of each kind, [`Provider::check_attr`]), AWS names two resources
 //! would share, a resource depending on itself, references whose type does not fit the
-//! attribute, mistyped regions, contradictory data-source arguments.
+//! attribute, mistyped regions, contradictory data-source arguments; and warns about a
+//! secret written in plain text.
 //! All problems are returned at once, each located at the value it is about.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use super::Stack;
 use super::expr::{Expr, Ref};
+use super::{Resource, Stack};
 use crate::error::{Diagnostic, suggest};
 use crate::providers::caller::KNOWN_REGIONS;
-use crate::providers::{Ty, registry};
+use crate::providers::{SecretMode, Ty, registry};
 use crate::value::Desired;
 
 /// Builds a located diagnostic from a byte span of the stack file.
@@ -27,7 +28,24 @@ pub(super) fn check(stack: &Stack, at: At<'_>) -> (Vec<Diagnostic>, Vec<Diagnost
     reference_types(stack, at, &mut errors);
     data_source_args(stack, at, &mut errors);
     region(stack, at, &mut errors, &mut warnings);
+    plaintext_secrets(stack, at, &mut warnings);
     (errors, warnings)
+}
+
+/// A resource's attributes as the file writes them: literals known, secrets as secrets,
+/// anything computed from references unknown.
+fn as_written(r: &Resource) -> BTreeMap<String, Desired> {
+    r.attrs
+        .iter()
+        .map(|(k, e)| {
+            let d = match e {
+                Expr::Lit(v) => Desired::Known(v.clone()),
+                Expr::Secret(s) => Desired::Secret(s.clone()),
+                _ => Desired::Unknown,
+            };
+            (k.clone(), d)
+        })
+        .collect()
 }
 
 fn attr_span(stack: &Stack, address: &str, attr: &str) -> Range<usize> {
@@ -64,14 +82,7 @@ fn unique_aws_names(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>) {
         let Some(p) = reg.provider(&r.kind) else {
             continue;
         };
-        let desired: BTreeMap<String, Desired> = r
-            .attrs
-            .iter()
-            .filter_map(|(k, e)| match e {
-                Expr::Lit(v) => Some((k.clone(), Desired::Known(v.clone()))),
-                _ => None,
-            })
-            .collect();
+        let desired = as_written(r);
         let Some(id) = p.id_for(&desired) else {
             continue;
         };
@@ -199,5 +210,44 @@ fn region(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>, warnings: &mu
             at(span, format!("region `{r}` is not one this build knows"))
                 .hint("if it is a new AWS region this is fine; otherwise check the spelling"),
         ),
+    }
+}
+
+/// Values written in the file that the kind treats as secrets (a SecureString's `value`):
+/// accepted, since the file may be private, but warned about, since it usually goes to git.
+fn plaintext_secrets(stack: &Stack, at: At<'_>, out: &mut Vec<Diagnostic>) {
+    let reg = registry();
+    for r in stack.resources.values() {
+        let Some(p) = reg.provider(&r.kind) else {
+            continue;
+        };
+        let desired = as_written(r);
+        for attr in p.schema().attrs {
+            if attr.secret != SecretMode::Allowed
+                || !matches!(r.attrs.get(attr.name), Some(Expr::Lit(_)))
+                || !p.is_sensitive(attr.name, &desired)
+            {
+                continue;
+            }
+            let span = r
+                .attr_spans
+                .get(attr.name)
+                .cloned()
+                .unwrap_or(r.span.clone());
+            out.push(
+                at(
+                    span,
+                    format!(
+                        "`{}` of `{}` is a secret written in plain text in the stack file, which usually goes to git",
+                        attr.name, r.address
+                    ),
+                )
+                .redacted()
+                .hint(format!(
+                    "read it from the environment or a file kept out of git: {} = {{ from_env = \"VAR\" }} or {{ from_file = \"path\" }}",
+                    attr.name
+                )),
+            );
+        }
     }
 }

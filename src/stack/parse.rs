@@ -15,7 +15,6 @@ use super::{ImportDecl, LoadOptions, MigrationsDecl, Resource, SnapshotPolicy, S
 use crate::error::{Diagnostic, Location, suggest};
 use crate::providers::{Attr, Schema, SecretMode, Ty, registry};
 use crate::secret::SecretString;
-use crate::value::Desired;
 
 const META_KEYS: &[&str] = &["depends_on", "lifecycle"];
 const TOP_KEYS: &[&str] = &["stack", "vars", "env", "migrations", "data", "import"];
@@ -498,8 +497,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     if let Some(all) = Diagnostic::all(errors) {
         return Err(all);
     }
-    stack.warnings = plaintext_secret_warnings(&cx, &stack);
-    stack.warnings.extend(warnings);
+    stack.warnings = warnings;
     if let Some(v) = imports_v {
         stack.imports = import_decls(&cx, v, &stack)?;
     }
@@ -508,59 +506,6 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     }
     stack.source = source.clone();
     Ok(stack)
-}
-
-/// Values written in the file that the kind treats as secrets (a SecureString's `value`):
-/// accepted, since the file may be private, but warned about, since it usually goes to git.
-fn plaintext_secret_warnings(cx: &Cx<'_>, stack: &Stack) -> Vec<Diagnostic> {
-    let reg = registry();
-    let mut out = Vec::new();
-    for r in stack.resources.values() {
-        let Some(p) = reg.provider(&r.kind) else {
-            continue;
-        };
-        // What the file says, literally; anything computed counts as unknown.
-        let desired: BTreeMap<String, Desired> = r
-            .attrs
-            .iter()
-            .map(|(k, e)| {
-                let d = match e {
-                    Expr::Lit(v) => Desired::Known(v.clone()),
-                    Expr::Secret(s) => Desired::Secret(s.clone()),
-                    _ => Desired::Unknown,
-                };
-                (k.clone(), d)
-            })
-            .collect();
-        for attr in p.schema().attrs {
-            if attr.secret != SecretMode::Allowed
-                || !matches!(r.attrs.get(attr.name), Some(Expr::Lit(_)))
-                || !p.is_sensitive(attr.name, &desired)
-            {
-                continue;
-            }
-            let span = r
-                .attr_spans
-                .get(attr.name)
-                .cloned()
-                .unwrap_or(r.span.clone());
-            out.push(
-                cx.err(
-                    span,
-                    format!(
-                        "`{}` of `{}` is a secret written in plain text in the stack file, which usually goes to git",
-                        attr.name, r.address
-                    ),
-                )
-                .redacted()
-                .hint(format!(
-                    "read it from the environment or a file kept out of git: {} = {{ from_env = \"VAR\" }} or {{ from_file = \"path\" }}",
-                    attr.name
-                )),
-            );
-        }
-    }
-    out
 }
 
 #[allow(clippy::too_many_arguments)]

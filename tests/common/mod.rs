@@ -61,6 +61,46 @@ fn venv_python() -> PathBuf {
 }
 
 /// A loopback port that was free a moment ago.
+/// A stack `name` in us-east-1 with a PostgreSQL instance `rds_instance.db` (identifier
+/// `NAME-db`) in the default VPC's subnets, its subnet group and parameter group, and no
+/// final snapshot; the master password comes from `password_env`.
+pub fn rds_stack(name: &str, password_env: &str) -> String {
+    format!(
+        r#"[stack]
+name = "{name}"
+region = "us-east-1"
+
+[data.vpc.main]
+default = true
+
+[data.subnets.all]
+vpc = "${{data.vpc.main.id}}"
+
+[rds_subnet_group.db]
+name = "{name}-db"
+subnet_ids = "${{data.subnets.all.ids}}"
+
+[rds_parameter_group.db]
+name = "{name}-db-pg"
+family = "postgres16"
+parameters = {{ log_min_duration_statement = "500" }}
+
+[rds_instance.db]
+identifier = "{name}-db"
+engine = "postgres"
+engine_version = "16.3"
+instance_class = "db.t4g.micro"
+allocated_storage = 20
+db_subnet_group = "${{rds_subnet_group.db.name}}"
+parameter_group = "${{rds_parameter_group.db.name}}"
+master_username = "{name}"
+master_password = {{ from_env = "{password_env}" }}
+final_snapshot = false
+
+"#
+    )
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -27,43 +27,13 @@ const MIGRATIONS: [(&str, &str); 3] = [
     ),
 ];
 
-/// 45 resources and the migrations: buckets with versioning and tags (several calls each),
+/// 44 resources and the migrations: buckets with versioning and tags (several calls each),
 /// plain parameters, some referencing a bucket, a SecureString, an RDS subnet group,
 /// parameter group and instance, the DATABASE_URL parameter and three migration files.
 fn stack() -> String {
-    let mut s = String::from(
-        r#"[stack]
-name = "crash"
-region = "us-east-1"
-
-[data.vpc.main]
-default = true
-
-[data.subnets.all]
-vpc = "${data.vpc.main.id}"
-
-[rds_subnet_group.db]
-name = "crash-db"
-subnet_ids = "${data.subnets.all.ids}"
-
-[rds_parameter_group.db]
-name = "crash-db-pg"
-family = "postgres16"
-parameters = { log_min_duration_statement = "500" }
-
-[rds_instance.db]
-identifier = "crash-db"
-engine = "postgres"
-engine_version = "16.3"
-instance_class = "db.t4g.micro"
-allocated_storage = 20
-db_subnet_group = "${rds_subnet_group.db.name}"
-parameter_group = "${rds_parameter_group.db.name}"
-master_username = "crash"
-master_password = { from_env = "CRASH_DB_PASSWORD" }
-final_snapshot = false
-
-[ssm_parameter.database_url]
+    let mut s = crate::common::rds_stack("crash", "CRASH_DB_PASSWORD");
+    s.push_str(
+        r#"[ssm_parameter.database_url]
 name = "/crash/DATABASE_URL"
 type = "SecureString"
 value = { from_env = "CRASH_DATABASE_URL" }

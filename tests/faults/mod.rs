@@ -209,36 +209,7 @@ async fn lost_replies_of_rds_creates_are_adopted() {
     let env = TestEnv::new();
     env.write(
         "rds.toml",
-        r#"[stack]
-name = "lost"
-region = "us-east-1"
-
-[data.vpc.main]
-default = true
-
-[data.subnets.all]
-vpc = "${data.vpc.main.id}"
-
-[rds_subnet_group.db]
-name = "lost-db"
-subnet_ids = "${data.subnets.all.ids}"
-
-[rds_parameter_group.db]
-name = "lost-db-pg"
-family = "postgres16"
-parameters = { log_min_duration_statement = "500" }
-
-[rds_instance.db]
-identifier = "lost-db"
-engine = "postgres"
-instance_class = "db.t4g.micro"
-allocated_storage = 20
-db_subnet_group = "${rds_subnet_group.db.name}"
-parameter_group = "${rds_parameter_group.db.name}"
-master_username = "lost"
-master_password = { from_env = "LOST_DB_PASSWORD" }
-final_snapshot = false
-"#,
+        crate::common::rds_stack("lost", "LOST_DB_PASSWORD"),
     );
     let proxy = env.proxy();
     for action in [
