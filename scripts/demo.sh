@@ -66,6 +66,7 @@ set -e
 "$BIN" apply stacks/webapp.toml --env dev --auto-approve
 "$BIN" plan stacks/webapp.toml --env dev --detailed-exitcode
 "$BIN" migrate status stacks/webapp.toml --env dev
+"$BIN" output stacks/webapp.toml --env dev
 set +x
 echo
 echo "Demo complete: state is in state/webapp/dev.json; the second plan reported no changes."

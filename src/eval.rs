@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::error::Diagnostic;
 use crate::graph::Graph;
 use crate::plan::Action;
 use crate::providers::{Live, Provider, SecretMode};
@@ -102,6 +103,34 @@ pub fn storable(
         }
     }
     (attrs, sensitive)
+}
+
+/// Evaluates one output. A secret is refused: outputs are kept in state in the clear.
+pub fn output_value(
+    stack: &Stack,
+    name: &str,
+    lookup: &dyn Fn(&Ref) -> Desired,
+) -> Result<Desired, Diagnostic> {
+    let decl = &stack.outputs[name];
+    match decl.value.eval(lookup) {
+        Desired::Secret(_) => Err(Diagnostic::new(format!(
+            "`output.{name}` would carry a secret (a SecureString value)"
+        ))
+        .at(stack.location(decl.span.clone()))
+        .for_address(format!("output.{name}"))
+        .hint("outputs are kept in state, which never holds a secret; output the parameter's name instead")),
+        d => Ok(d),
+    }
+}
+
+/// The resource addresses an output reads (not data sources).
+pub fn output_refs(stack: &Stack, name: &str) -> Vec<String> {
+    let mut refs = Vec::new();
+    stack.outputs[name].value.refs(&mut refs);
+    refs.into_iter()
+        .map(|r| r.address)
+        .filter(|a| !a.starts_with("data."))
+        .collect()
 }
 
 pub fn lookup_data(data: &BTreeMap<String, Attrs>, rf: &Ref) -> Desired {

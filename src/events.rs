@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+/// The `apply --json` event format (docs/events.md), announced by its first line. Adding
+/// an event type or a field keeps the number; removing or renaming one raises it.
+pub const FORMAT_VERSION: u32 = 1;
+
 /// What an action does. Typed for every consumer (the printer, the migrations checkpoint);
 /// in JSON it is the word CI parsers have always read ("create", "migrate 0002_x.sql").
 #[derive(Clone, Debug, PartialEq, Eq)]

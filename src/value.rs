@@ -104,3 +104,46 @@ pub fn normalize(v: &Value) -> Value {
         other => other.clone(),
     }
 }
+
+/// One spelling for every duration, in stack files and flags alike: `"30s"`, `"5m"`,
+/// `"1h"`, `"250ms"`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; write it like 30s, 5m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
+        _ => return Err(format!("unknown unit `{unit}` in `{s}`; use ms, s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_duration;
+
+    #[test]
+    fn durations_have_one_spelling() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration(" 5m "), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5 m").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("m").unwrap_err().contains("not a duration"));
+        assert!(
+            parse_duration("1d")
+                .unwrap_err()
+                .contains("use ms, s, m or h")
+        );
+        assert!(parse_duration("-5s").is_err());
+    }
+}

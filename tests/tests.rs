@@ -8,11 +8,13 @@ mod common;
 
 mod harness_smoke;
 
+mod cli_flags;
 mod crash;
 mod faults;
 mod first_contact;
 mod foundation;
 mod migrations_engine;
+mod outputs;
 mod properties;
 mod rds_e2e;
 mod rds_provider;

@@ -25,7 +25,7 @@ use crate::events::{Activity, Event, EventSink};
 use crate::plan::{Action, Change, Plan};
 use crate::providers::{Aws, Cx, Live, Provider, Registry};
 use crate::stack::{Ref, Stack};
-use crate::state::{Backend, Entry, Intent, IntentOp, Journal, ResourceState, State};
+use crate::state::{Backend, Entry, Intent, IntentOp, Journal, OutputValue, ResourceState, State};
 use crate::value::{Attrs, Desired};
 
 #[derive(Clone, Debug)]
@@ -454,6 +454,21 @@ pub async fn apply<'a>(
         });
         outcome.skipped.push((a, why));
     }
+    // Outputs last, from what state now holds: a failed or interrupted run keeps the
+    // values it could not recompute.
+    let next = final_outputs(
+        stack,
+        plan,
+        &recorder.state.lock().expect("state lock"),
+        !outcome.ok(),
+    );
+    if let Some(outputs) = next
+        && let Err(err) = recorder.record(Entry::Outputs { outputs })
+    {
+        outcome
+            .failed
+            .push(ApplyError::other("outputs", Step::Journal, err));
+    }
     let mut state = recorder.state.lock().expect("state lock").clone();
     // Fold the journal into the state file: the one write of this run.
     if recorder.journal.get().is_some()
@@ -466,6 +481,55 @@ pub async fn apply<'a>(
     }
     outcome.state = Some(state);
     outcome
+}
+
+/// The outputs to record after a run, or `None` when they are as state has them.
+fn final_outputs(
+    stack: &Stack,
+    plan: &Plan,
+    state: &State,
+    incomplete: bool,
+) -> Option<BTreeMap<String, OutputValue>> {
+    let data: BTreeMap<&str, &Attrs> = plan
+        .data
+        .iter()
+        .map(|d| (d.address.as_str(), &d.attributes))
+        .collect();
+    let lookup = |rf: &Ref| {
+        let attrs = data
+            .get(rf.address.as_str())
+            .copied()
+            .or_else(|| state.resources.get(&rf.address).map(|r| &r.attributes));
+        match attrs.and_then(|a| a.get(&rf.attr)) {
+            Some(v) => Desired::Known(v.clone()),
+            None => Desired::Unknown,
+        }
+    };
+    let mut next = BTreeMap::new();
+    for (name, decl) in &stack.outputs {
+        let refs = crate::eval::output_refs(stack, name);
+        let value = match decl.value.eval(&lookup) {
+            Desired::Known(v) if !(plan.destroy && refs.is_empty()) => Some(v),
+            // Unknown now, but what it reads is still there: keep the last value (a
+            // targeted destroy, a run that stopped early).
+            _ if incomplete
+                || (!refs.is_empty() && refs.iter().all(|a| state.resources.contains_key(a))) =>
+            {
+                state.outputs.get(name).map(|o| o.value.clone())
+            }
+            _ => None,
+        };
+        if let Some(value) = value {
+            next.insert(
+                name.clone(),
+                OutputValue {
+                    value,
+                    sensitive: decl.sensitive,
+                },
+            );
+        }
+    }
+    (next != state.outputs).then_some(next)
 }
 
 /// State key of the old object of a create-then-delete until it is deleted.
@@ -794,6 +858,7 @@ mod tests {
             data: BTreeMap::new(),
             migrations: None,
             imports: vec![],
+            outputs: BTreeMap::new(),
             digest: "d".into(),
             warnings: vec![],
             account_id: None,

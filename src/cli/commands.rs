@@ -49,11 +49,11 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
             auto_approve,
             json,
             allow_unsafe_migrations,
-            migrate,
+            force_migrations,
         } => {
             let flags = crate::cli::commands::MigrateFlags {
                 allow_unsafe: allow_unsafe_migrations,
-                force: migrate,
+                force: force_migrations,
             };
             if plan::file::looks_like_plan(&target) {
                 if env.is_some() || !vars.is_empty() || state.is_some() {
@@ -61,6 +61,9 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
                         "{} is a saved plan: it already fixes --env, --var and --state; drop those flags",
                         target.display()
                     );
+                }
+                if json {
+                    output::json_header();
                 }
                 apply_saved(&target, &run, json, flags).await
             } else {
@@ -70,6 +73,9 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
                     vars,
                     state,
                 };
+                if json {
+                    output::json_header();
+                }
                 apply_stack(&args, &run, auto_approve, json, false, flags).await
             }
         }
@@ -94,6 +100,9 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
             id,
             lock_timeout,
         } => import(&stack, &address, &id, lock_timeout).await,
+        Command::Output { stack, name, json } => {
+            crate::cli::outputs::run(&stack, name.as_deref(), json).await
+        }
         Command::Show { plan, json } => {
             let p = plan::file::read(&plan)?;
             if json {
@@ -109,16 +118,16 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
         Command::Migrate(MigrateCommand::Up {
             stack,
             allow_unsafe_migrations,
-            force,
+            force_migrations,
             wait_timeout,
         }) => {
             crate::cli::migrate::up(
                 &stack,
                 MigrateFlags {
                     allow_unsafe: allow_unsafe_migrations,
-                    force,
+                    force: force_migrations,
                 },
-                Duration::from_secs(wait_timeout),
+                wait_timeout,
             )
             .await
         }
@@ -127,15 +136,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
             snapshot,
             to,
             wait_timeout,
-        }) => {
-            crate::cli::migrate::restore(
-                &stack,
-                &snapshot,
-                to.as_deref(),
-                Duration::from_secs(wait_timeout),
-            )
-            .await
-        }
+        }) => crate::cli::migrate::restore(&stack, &snapshot, to.as_deref(), wait_timeout).await,
     }
 }
 
@@ -143,6 +144,11 @@ pub use crate::operations::migrations::MigrateFlags;
 
 pub fn load_stack(args: &StackArgs) -> anyhow::Result<Stack> {
     load_stack_with(args, false)
+}
+
+/// For commands that read no secret (`validate`, `output`).
+pub fn load_stack_offline(args: &StackArgs) -> anyhow::Result<Stack> {
+    load_stack_with(args, true)
 }
 
 /// `offline`: check secret sources' shape without reading them (`validate`).
@@ -172,7 +178,7 @@ pub fn backend_for(args: &StackArgs, stack: &Stack) -> LocalBackend {
 fn validate(args: &StackArgs) -> anyhow::Result<Exit> {
     // Offline: secret sources are checked for shape, never read, so the README's first
     // command works before any secret is set.
-    let s = load_stack_with(args, true)?;
+    let s = load_stack_offline(args)?;
     output::success(&format!(
         "{} is valid: {} resources, {} data sources{}.",
         args.stack.display(),
@@ -201,7 +207,7 @@ fn plan_options(
         destroy,
         cli_vars: args.vars.clone(),
         backend: backend.descriptor(),
-        wait_timeout: Duration::from_secs(run.wait_timeout),
+        wait_timeout: run.wait_timeout,
         imports: Vec::new(),
     }
 }
@@ -341,7 +347,7 @@ async fn plan_cmd(
 fn apply_options(run: &RunArgs, check_fingerprints: bool) -> ApplyOptions {
     ApplyOptions {
         concurrency: run.concurrency as usize,
-        wait_timeout: Duration::from_secs(run.wait_timeout),
+        wait_timeout: run.wait_timeout,
         poll_interval: Duration::from_secs(5),
         check_fingerprints,
         cancel: Default::default(),
@@ -416,8 +422,7 @@ async fn apply_stack(
         output::print(&plan::render::render(&p));
     }
     if !p.has_changes() {
-        output::success("\nApply complete! Nothing to do.");
-        return Ok(Exit::Success);
+        return nothing_to_do(state, json, "\nApply complete! Nothing to do.");
     }
     if let Some(b) = p.migrations.as_ref().and_then(|m| m.blocked.clone()) {
         bail!("{b}");
@@ -495,8 +500,7 @@ async fn apply_saved(
     apply::check_fingerprints(registry(), &p, &stack).map_err(|e| anyhow!(e))?;
     let aws = connect(&stack).await?;
     if !p.has_changes() {
-        output::success("Apply complete! Nothing to do.");
-        return Ok(Exit::Success);
+        return nothing_to_do(state, json, "Apply complete! Nothing to do.");
     }
     if let Some(b) = p.migrations.as_ref().and_then(|m| m.blocked.clone())
         && !flags.allow_unsafe
@@ -528,7 +532,7 @@ async fn execute(
         aws,
         &events,
         flags,
-        Duration::from_secs(run.wait_timeout),
+        run.wait_timeout,
     );
     let outcome = apply::apply(
         registry(),
@@ -577,11 +581,17 @@ fn summarize_inner(o: &Outcome, json: bool) -> anyhow::Result<Exit> {
             "skipped": o.skipped.iter().map(|(a, r)| serde_json::json!({"address": a, "reason": r})).collect::<Vec<_>>(),
             "interrupted": o.interrupted,
             "state_error": o.save_error,
+            "outputs": o.state.as_ref().map(|s| s.outputs.iter().map(|(k, v)| {
+                // A sensitive value stays out of CI logs; `stackwright output NAME` prints it.
+                let value = if v.sensitive { serde_json::Value::Null } else { v.value.clone() };
+                (k.clone(), serde_json::json!({"value": value, "sensitive": v.sensitive}))
+            }).collect::<serde_json::Map<_, _>>()),
         }).to_string());
     }
     if o.ok() {
         if !json {
             output::success(&format!("\nApply complete! {line}"));
+            print_outputs(o.state.as_ref(), json);
         }
         return Ok(Exit::Success);
     }
@@ -611,6 +621,33 @@ fn summarize_inner(o: &Outcome, json: bool) -> anyhow::Result<Exit> {
         output::eprintln(&msg);
     }
     Ok(Exit::Failure)
+}
+
+/// The end of an apply with nothing to do: text, or the JSON summary CI waits for.
+fn nothing_to_do(state: Option<State>, json: bool, text: &str) -> anyhow::Result<Exit> {
+    if json {
+        let outcome = Outcome {
+            state,
+            ..Outcome::default()
+        };
+        return summarize(&outcome, true);
+    }
+    output::success(text);
+    print_outputs(state.as_ref(), json);
+    Ok(Exit::Success)
+}
+
+/// `Outputs:` after apply, sensitive values hidden.
+fn print_outputs(state: Option<&State>, json: bool) {
+    if let Some(s) = state.filter(|s| !json && !s.outputs.is_empty()) {
+        output::print(&format!(
+            "\nOutputs:\n{}",
+            crate::cli::outputs::listing(&s.outputs)
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>()
+        ));
+    }
 }
 
 /// `stackwright import`: read the resource by id and record it in state, changing nothing

@@ -122,7 +122,7 @@ pub async fn up(args: &StackArgs, flags: MigrateFlags, wait: Duration) -> anyhow
                 .and_then(Value::as_str);
             if prev == Some(d.as_str()) && !flags.force {
                 output::success(
-                    "Nothing to migrate: the tool's folder is unchanged since its last successful run (use --force to run anyway).",
+                    "Nothing to migrate: the tool's folder is unchanged since its last successful run (use --force-migrations to run anyway).",
                 );
                 return Ok(Exit::Success);
             }

@@ -8,6 +8,7 @@
 mod commands;
 mod migrate;
 pub mod output;
+mod outputs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,10 +60,12 @@ pub struct RunArgs {
     /// How many AWS operations run at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
-    /// Seconds to wait for a resource to become available before failing.
-    #[arg(long, default_value_t = 3600, value_name = "SECS")]
-    pub wait_timeout: u64,
-    /// Limit the plan to these resources and what they depend on; repeatable.
+    /// How long to wait for a resource to become available before failing ("45m", "2h";
+    /// a bare number is seconds). A resource's own `wait_timeout` takes precedence.
+    #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_duration)]
+    pub wait_timeout: std::time::Duration,
+    /// Limit the run to these resources and what they depend on; repeatable. Under
+    /// `destroy`/`plan --destroy`: these resources and what depends on them.
     #[arg(long = "target", value_name = "ADDRESS")]
     pub targets: Vec<String>,
     /// How long to wait for another run's state lock ("0s": fail at once; "30s", "5m").
@@ -72,20 +75,7 @@ pub struct RunArgs {
 
 /// `"30s"`, `"5m"`, `"1h"`, `"250ms"`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration; write it like 30s, 5m or 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "ms" => return Ok(std::time::Duration::from_millis(n)),
-        _ => return Err(format!("unknown unit `{unit}` in `{s}`; use ms, s, m or h")),
-    };
-    Ok(std::time::Duration::from_secs(secs))
+    crate::value::parse_duration(s)
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -138,10 +128,13 @@ pub enum Command {
     Apply {
         /// A stack file, or a plan file saved by `plan --out`.
         target: PathBuf,
+        /// The environment, when the stack declares `environments` (not with a plan file).
         #[arg(long)]
         env: Option<String>,
+        /// Set a variable, overriding [vars] and [env.E.vars]; repeatable (not with a plan file).
         #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
+        /// State file [default: state/<stack>/<env>.json] (not with a plan file).
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
         #[command(flatten)]
@@ -149,7 +142,7 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         auto_approve: bool,
-        /// Emit progress events as JSON lines.
+        /// Emit progress events as JSON lines (format: docs/events.md).
         #[arg(long)]
         json: bool,
         /// Apply migrations that squawk flags as unsafe even without an allow comment.
@@ -157,17 +150,18 @@ pub enum Command {
         allow_unsafe_migrations: bool,
         /// Run the migration tool even if its folder did not change (tool mode).
         #[arg(long)]
-        migrate: bool,
+        force_migrations: bool,
     },
     /// Delete everything the stack's state holds, dependants first.
     #[command(
-        after_help = "Examples:\n  stackwright destroy stacks/webapp.toml --env dev --auto-approve"
+        after_help = "Examples:\n  stackwright destroy stacks/webapp.toml --env dev --auto-approve\n  stackwright destroy stacks/webapp.toml --env dev --target s3_bucket.uploads   # and what depends on it"
     )]
     Destroy {
         #[command(flatten)]
         stack: StackArgs,
         #[command(flatten)]
         run: RunArgs,
+        /// Do not ask for confirmation.
         #[arg(long)]
         auto_approve: bool,
     },
@@ -186,12 +180,27 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
         lock_timeout: std::time::Duration,
     },
+    /// Print the stack's outputs as the last apply recorded them. No AWS call.
+    #[command(
+        after_help = "Examples:\n  stackwright output stacks/webapp.toml --env dev\n  stackwright output stacks/webapp.toml --env dev database_endpoint   # the raw value\n  stackwright output stacks/webapp.toml --env dev --json\n\nA sensitive output is hidden in the listing and after apply; asking for it by name\nor with --json prints it."
+    )]
+    Output {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// One output, printed raw (a string without quotes) for `$(stackwright output …)`.
+        name: Option<String>,
+        /// Print JSON: `{"NAME": {"value": …, "sensitive": false}}`, or the one value.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a saved plan.
     #[command(
         after_help = "Examples:\n  stackwright show prod.plan\n  stackwright show prod.plan --json"
     )]
     Show {
+        /// A plan file saved by `plan --out`.
         plan: PathBuf,
+        /// Print the plan as JSON (docs/plan-format.md).
         #[arg(long)]
         json: bool,
     },
@@ -216,13 +225,15 @@ pub enum MigrateCommand {
     Up {
         #[command(flatten)]
         stack: StackArgs,
+        /// Apply migrations that squawk flags as unsafe even without an allow comment.
         #[arg(long)]
         allow_unsafe_migrations: bool,
         /// Run the migration tool even if its folder did not change (tool mode).
         #[arg(long)]
-        force: bool,
-        #[arg(long, default_value_t = 3600, value_name = "SECS")]
-        wait_timeout: u64,
+        force_migrations: bool,
+        /// How long to wait for the pre-migration snapshot ("45m", "2h"; a bare number is seconds).
+        #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_duration)]
+        wait_timeout: std::time::Duration,
     },
 }
 
@@ -241,8 +252,9 @@ pub enum DbCommand {
         /// Identifier of the new instance [default: <identifier>-restored-<timestamp>].
         #[arg(long, value_name = "NEW_IDENTIFIER")]
         to: Option<String>,
-        #[arg(long, default_value_t = 3600, value_name = "SECS")]
-        wait_timeout: u64,
+        /// How long to wait for the new instance to be available ("45m", "2h"; a bare number is seconds).
+        #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_duration)]
+        wait_timeout: std::time::Duration,
     },
 }
 
@@ -284,5 +296,73 @@ pub fn main() -> ExitCode {
             output::error(&e);
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every flag and argument of every command says what it does in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if cmd.get_about().is_none() && !path.is_empty() {
+                missing.push(format!("{path}: no about"));
+            }
+            for a in cmd.get_arguments() {
+                if a.get_help().is_none() && !matches!(a.get_id().as_str(), "help" | "version") {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_duration_flag_takes_the_same_spelling() {
+        for (args, want) in [
+            (vec!["apply", "s.toml", "--wait-timeout", "45m"], 2700),
+            (vec!["apply", "s.toml", "--wait-timeout", "90"], 90),
+            (
+                vec!["migrate", "up", "s.toml", "--wait-timeout", "2h"],
+                7200,
+            ),
+            (
+                vec![
+                    "db",
+                    "restore",
+                    "s.toml",
+                    "--snapshot",
+                    "x",
+                    "--wait-timeout",
+                    "30s",
+                ],
+                30,
+            ),
+        ] {
+            let cli = Cli::try_parse_from(std::iter::once("stackwright").chain(args.clone()))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let got = match cli.command {
+                Command::Apply { run, .. } => run.wait_timeout,
+                Command::Migrate(MigrateCommand::Up { wait_timeout, .. })
+                | Command::Db(DbCommand::Restore { wait_timeout, .. }) => wait_timeout,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got.as_secs(), want, "{args:?}");
+        }
+        let err =
+            Cli::try_parse_from(["stackwright", "apply", "s.toml", "--wait-timeout", "5 min"])
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("unknown unit"), "{err}");
     }
 }

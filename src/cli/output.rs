@@ -65,6 +65,18 @@ pub fn eprintln(text: &str) {
     let _ = writeln!(err, "{text}");
 }
 
+/// The first line of `apply --json`: which event format follows (docs/events.md).
+pub fn json_header() {
+    println(
+        &serde_json::json!({
+            "type": "version",
+            "format": crate::events::FORMAT_VERSION,
+            "stackwright": env!("CARGO_PKG_VERSION"),
+        })
+        .to_string(),
+    );
+}
+
 pub fn success(text: &str) {
     println(&paint(GREEN.bold(), text));
 }

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::{Action, After, AttrChange, Change, DataRead, Drift, Plan, PlanStack, PriorState};
+use super::{
+    Action, After, AttrChange, Change, DataRead, Drift, OutputChange, Plan, PlanStack, PriorState,
+};
 use crate::error::Diagnostic;
 use crate::eval::{PlannedMap, desired_attrs, lookup_data, lookup_planned, resolve, stack_graph};
 use crate::providers::{Aws, Live, Registry, SecretMode};
@@ -114,12 +116,25 @@ pub async fn plan(
             });
         }
     }
-    // With --target: the targets and everything they depend on.
+    // With --target: the targets and everything they depend on; under destroy, the
+    // targets and everything that depends on them (as the stack and state record it), so
+    // nothing is left pointing at what is gone.
     let in_scope: Option<BTreeSet<String>> = (!opts.targets.is_empty()).then(|| {
+        let recorded = crate::graph::Graph::new(
+            loaded
+                .resources
+                .iter()
+                .map(|(a, r)| (a.clone(), r.depends_on.clone())),
+        );
         let mut s = BTreeSet::new();
         for t in &opts.targets {
             s.insert(t.clone());
-            s.extend(graph.all_dependencies(t));
+            if opts.destroy {
+                s.extend(graph.all_dependents(t));
+                s.extend(recorded.all_dependents(t));
+            } else {
+                s.extend(graph.all_dependencies(t));
+            }
         }
         s
     });
@@ -473,9 +488,6 @@ pub async fn plan(
         if !removed || !scoped(addr) {
             continue;
         }
-        if opts.destroy && in_scope.is_some() && !opts.targets.contains(addr) {
-            continue;
-        }
         let Some(p) = reg.provider(&rs.kind) else {
             return Err(
                 Diagnostic::new(format!("unknown kind `{}` in state", rs.kind))
@@ -545,6 +557,9 @@ pub async fn plan(
         });
     }
 
+    let outputs = plan_outputs(stack, st, opts.destroy, &changes, &|rf: &Ref| {
+        lookup_planned(&data_values, &planned, rf)
+    })?;
     let summary = Plan::summarize(&changes);
     tracing::info!(
         add = summary.add,
@@ -576,11 +591,78 @@ pub async fn plan(
         data: data_reads,
         changes,
         migrations: None,
+        outputs,
         secret_fingerprints: fingerprints,
         adoptions: resolution.adoptions,
         resolved_intents: resolution.resolved.into_iter().map(|(_, _, e)| e).collect(),
         summary,
     })
+}
+
+/// Each output's change. Under `destroy` an output goes with the resources it reads (all of
+/// them without `--target`); otherwise it is evaluated against the planned values.
+fn plan_outputs(
+    stack: &Stack,
+    st: &State,
+    destroy: bool,
+    changes: &[Change],
+    lookup: &dyn Fn(&Ref) -> Desired,
+) -> Result<Vec<OutputChange>, Diagnostic> {
+    let deleted: BTreeSet<&str> = changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .map(|c| c.address.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for (name, decl) in &stack.outputs {
+        let before = st.outputs.get(name);
+        let refs = crate::eval::output_refs(stack, name);
+        let after = if destroy {
+            let gone = refs.is_empty() || refs.iter().any(|a| deleted.contains(a.as_str()));
+            match before {
+                Some(b) if !gone => Desired::Known(b.value.clone()),
+                _ => continue,
+            }
+        } else {
+            crate::eval::output_value(stack, name, lookup)?
+        };
+        let (after, changed) = match after {
+            Desired::Known(v) => {
+                let changed = before.is_none_or(|b| {
+                    normalize(&b.value) != normalize(&v) || b.sensitive != decl.sensitive
+                });
+                (After::Known(v), changed)
+            }
+            _ => (After::Unknown, true),
+        };
+        out.push(OutputChange {
+            name: name.clone(),
+            sensitive: decl.sensitive,
+            before: before.filter(|_| !decl.sensitive).map(|b| b.value.clone()),
+            after: match after {
+                After::Known(_) if decl.sensitive => After::Sensitive { changed },
+                a => a,
+            },
+            action: match (before, changed) {
+                (_, false) => Action::NoOp,
+                (None, true) => Action::Create,
+                (Some(_), true) => Action::Update,
+            },
+        });
+    }
+    for (name, b) in &st.outputs {
+        if out.iter().any(|o| &o.name == name) || (!destroy && stack.outputs.contains_key(name)) {
+            continue;
+        }
+        out.push(OutputChange {
+            name: name.clone(),
+            sensitive: b.sensitive,
+            before: (!b.sensitive).then(|| b.value.clone()),
+            after: After::Removed,
+            action: Action::Delete,
+        });
+    }
+    Ok(out)
 }
 
 fn prevent_destroy_error(stack: &Stack, addr: &str, verb: &str, because: &[String]) -> Diagnostic {

@@ -16,7 +16,8 @@ use serde_json::Value;
 pub use diff::{PlanOptions, plan};
 
 /// 2: `stack.backend` (a backend descriptor) replaced `stack.state_path`; adoptions.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: `outputs`.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Terraform's small closed set; the symbol is also the printed glyph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -131,6 +132,20 @@ impl Change {
     }
 }
 
+/// A stack output as this plan sees it. A sensitive output's values never enter the plan
+/// (it goes to the terminal and to CI logs): only whether it changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputChange {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    pub after: After,
+    /// Create (new), Update, Delete (gone from the stack or destroyed), or NoOp.
+    pub action: Action,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataRead {
     pub address: String,
@@ -209,6 +224,9 @@ pub struct Plan {
     pub changes: Vec<Change>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migrations: Option<MigrationsPlan>,
+    /// `[output.NAME]` values, unchanged ones included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputChange>,
     /// `address.attr` → argon2id fingerprint of each secret this plan will write.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_fingerprints: BTreeMap<String, String>,
@@ -228,6 +246,7 @@ impl Plan {
         !self.adoptions.is_empty()
             || !self.resolved_intents.is_empty()
             || self.changes.iter().any(|c| c.action != Action::NoOp)
+            || self.outputs.iter().any(|o| o.action != Action::NoOp)
             || self.migrations.as_ref().is_some_and(|m| {
                 !m.pending.is_empty() || m.unknown_reason.is_some() || m.interrupted.is_some()
             })

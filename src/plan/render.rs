@@ -371,6 +371,30 @@ pub fn render(plan: &Plan) -> String {
         out.push('\n');
     }
 
+    let changed: Vec<_> = plan
+        .outputs
+        .iter()
+        .filter(|o| o.action != Action::NoOp)
+        .collect();
+    if !changed.is_empty() {
+        let _ = writeln!(out, "{}", paint(BOLD, "Changes to outputs:"));
+        for o in changed {
+            let text = match (&o.before, &o.after) {
+                (Some(b), After::Removed) => fmt_value(b),
+                (None, After::Removed) => "(sensitive)".into(),
+                (Some(b), a) => format!("{} -> {}", fmt_value(b), fmt_after(a)),
+                (None, a) => fmt_after(a),
+            };
+            let _ = writeln!(
+                out,
+                "  {} {} = {text}",
+                paint(action_style(o.action), o.action.symbol()),
+                o.name
+            );
+        }
+        out.push('\n');
+    }
+
     let s = &plan.summary;
     if !plan.has_changes() {
         let _ = writeln!(
@@ -601,6 +625,7 @@ mod tests {
             summary: Plan::summarize(&changes),
             changes,
             migrations: None,
+            outputs: vec![],
             secret_fingerprints: BTreeMap::new(),
             adoptions: vec![],
             resolved_intents: vec![],

@@ -1,7 +1,7 @@
 //! `rds_instance`: an RDS DB instance (PostgreSQL or MySQL).
 //!
 //! Create and update wait until the instance is `available` again (one `Waiting` event per
-//! status change, bounded by `wait_timeout_minutes` or the apply's `--wait-timeout`); delete
+//! status change, bounded by `wait_timeout` or the apply's `--wait-timeout`); delete
 //! takes a final snapshot `<identifier>-final-<UTC %Y%m%d%H%M%S>` unless `final_snapshot =
 //! false`, and waits until the instance is gone. The master password is write-only: sent on
 //! create (and on update when the engine asks), never read back.
@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_rds::types::{DbInstance, Tag};
@@ -107,9 +106,9 @@ static SCHEMA: Schema = Schema {
         .local()
         .default(Default::Bool(true)),
         Attr::new(
-            "wait_timeout_minutes",
-            Ty::Int,
-            "How long to wait for the instance to settle; overrides --wait-timeout.",
+            "wait_timeout",
+            Ty::String,
+            "How long to wait for the instance to settle (\"45m\", \"2h\"); overrides --wait-timeout.",
         )
         .local(),
         Attr::new("tags", Ty::StringMap, "Tags."),
@@ -160,6 +159,11 @@ impl Provider for RdsInstance {
             // General purpose and provisioned IOPS storage for PostgreSQL and MySQL.
             "allocated_storage" | "max_allocated_storage" => range(20, 65536, " GiB"),
             "backup_retention_days" => range(0, 35, " days"),
+            "wait_timeout" => match value.as_str().map(crate::value::parse_duration) {
+                Some(Ok(d)) if d.is_zero() => Err("must be longer than 0s".into()),
+                Some(Err(e)) => Err(e),
+                _ => Ok(()),
+            },
             _ => Ok(()),
         }
     }
@@ -214,7 +218,7 @@ impl Provider for RdsInstance {
         // Recorded before the (long) wait: a timeout or a kill mid-wait loses nothing.
         cx.created(id);
 
-        let cx = with_timeout(cx, input.int("wait_timeout_minutes"));
+        let cx = with_timeout(cx, input.str("wait_timeout"));
         let db = wait_settled(&cx, id, Settle::Created).await?;
         Ok(live_of(&db))
     }
@@ -227,7 +231,7 @@ impl Provider for RdsInstance {
         changed: &[String],
     ) -> Result<Live> {
         let apply_immediately = input.bool("apply_immediately").unwrap_or(true);
-        let cx = with_timeout(cx, input.int("wait_timeout_minutes"));
+        let cx = with_timeout(cx, input.str("wait_timeout"));
         // AWS refuses modifications while the instance is busy (backing up, modifying):
         // the first poll normally settles at once and also gives the ARN and current tags.
         let current = wait_settled(&cx, id, Settle::Modifiable).await?;
@@ -386,10 +390,7 @@ impl Provider for RdsInstance {
             None => cx.note("no final snapshot taken (final_snapshot = false)"),
         }
 
-        let cx = with_timeout(
-            cx,
-            prior.get("wait_timeout_minutes").and_then(Value::as_i64),
-        );
+        let cx = with_timeout(cx, prior.get("wait_timeout").and_then(Value::as_str));
         let aws = cx.aws;
         wait_for(
             &cx,
@@ -411,13 +412,6 @@ impl Provider for RdsInstance {
         let mut notes = ChangeNotes::default();
         if let Some(id) = known_str(desired, "identifier") {
             check_identifier(id)?;
-        }
-        if let Some(minutes) = known_int(desired, "wait_timeout_minutes")
-            && minutes <= 0
-        {
-            return Err(format!(
-                "wait_timeout_minutes must be positive, not {minutes}"
-            ));
         }
         let storage = known_int(desired, "allocated_storage");
         if let (Some(max), Some(storage)) = (known_int(desired, "max_allocated_storage"), storage)
@@ -731,10 +725,10 @@ fn has_pending(db: &DbInstance) -> bool {
     })
 }
 
-/// A copy of `cx` whose timeout is `minutes` when set.
-fn with_timeout<'a>(cx: &Cx<'a>, minutes: Option<i64>) -> Cx<'a> {
-    let wait_timeout = match minutes {
-        Some(m) if m > 0 => Duration::from_secs((m as u64).saturating_mul(60)),
+/// A copy of `cx` whose timeout is the resource's `wait_timeout` when set.
+fn with_timeout<'a>(cx: &Cx<'a>, timeout: Option<&str>) -> Cx<'a> {
+    let wait_timeout = match timeout.map(crate::value::parse_duration) {
+        Some(Ok(d)) if !d.is_zero() => d,
         _ => cx.wait_timeout,
     };
     Cx {

@@ -36,6 +36,8 @@ pub struct Stack {
     pub migrations: Option<MigrationsDecl>,
     /// `[[import]]` entries: existing AWS resources to adopt, reviewed through plan.
     pub imports: Vec<ImportDecl>,
+    /// `[output.NAME]`: values computed after apply, kept in state, read by `output`.
+    pub outputs: BTreeMap<String, OutputDecl>,
     /// sha256 over the file, the environment, the variables and every `from_file` it read.
     pub digest: String,
     /// Accepted but worth saying (a secret written in plain text), shown by every command
@@ -90,6 +92,17 @@ impl Resource {
 pub struct ImportDecl {
     pub to: String,
     pub id: String,
+    pub span: Range<usize>,
+}
+
+/// `[output.api_url] value = "http://${alb.web.dns_name}"`.
+#[derive(Debug, Clone)]
+pub struct OutputDecl {
+    pub name: String,
+    pub value: Expr,
+    /// Hidden from plan and apply output and from listings; `output NAME` prints it.
+    pub sensitive: bool,
+    pub description: Option<String>,
     pub span: Range<usize>,
 }
 

@@ -11,13 +11,23 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::expr::{Expr, Part, RawPart, Ref, split_template};
-use super::{ImportDecl, LoadOptions, MigrationsDecl, Resource, SnapshotPolicy, Stack, UrlSource};
+use super::{
+    ImportDecl, LoadOptions, MigrationsDecl, OutputDecl, Resource, SnapshotPolicy, Stack, UrlSource,
+};
 use crate::error::{Diagnostic, Location, suggest};
 use crate::providers::{Attr, Schema, SecretMode, Ty, registry};
 use crate::secret::SecretString;
 
 const META_KEYS: &[&str] = &["depends_on", "lifecycle"];
-const TOP_KEYS: &[&str] = &["stack", "vars", "env", "migrations", "data", "import"];
+const TOP_KEYS: &[&str] = &[
+    "stack",
+    "vars",
+    "env",
+    "migrations",
+    "data",
+    "import",
+    "output",
+];
 
 struct Cx<'a> {
     path: &'a Path,
@@ -391,6 +401,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     let mut data = BTreeMap::new();
     let mut migrations = None;
     let mut imports_v = None;
+    let mut outputs_v = None;
     // Every resource's errors are collected, so a file with several mistakes reports them
     // all at once (in file order) rather than one per run.
     let mut errors = Vec::new();
@@ -398,6 +409,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         match top {
             "stack" | "vars" | "env" => {}
             "import" => imports_v = Some(v),
+            "output" => outputs_v = Some(v),
             "migrations" => migrations = Some((v, tspan)),
             "data" => {
                 let dt = match as_table(&cx, v, "data") {
@@ -487,12 +499,16 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         data,
         migrations: None,
         imports: Vec::new(),
+        outputs: BTreeMap::new(),
         digest: String::new(),
         warnings: Vec::new(),
         account_id,
         profile,
     };
     check_references(&cx, &stack)?;
+    if let Some(v) = outputs_v {
+        stack.outputs = output_decls(&cx, v, &stack)?;
+    }
     let (errors, warnings) = super::checks::check(&stack, &|span, msg| cx.err(span, msg));
     if let Some(all) = Diagnostic::all(errors) {
         return Err(all);
@@ -936,7 +952,6 @@ fn interpolate(cx: &Cx<'_>, s: &str, span: Range<usize>) -> Result<Expr, Diagnos
 
 /// Every reference and `depends_on` entry must name a declared resource and a real attribute.
 fn check_references(cx: &Cx<'_>, stack: &Stack) -> Result<(), Diagnostic> {
-    let reg = registry();
     let all: BTreeSet<&str> = stack
         .resources
         .keys()
@@ -949,39 +964,7 @@ fn check_references(cx: &Cx<'_>, stack: &Stack) -> Result<(), Diagnostic> {
             e.refs(&mut refs);
             let span = r.attr_spans[attr].clone();
             for rf in refs {
-                let Some(target) = stack.get(&rf.address) else {
-                    let d = cx.err(
-                        span.clone(),
-                        format!(
-                            "`{}` refers to `{}`, which is not declared",
-                            r.address, rf.address
-                        ),
-                    );
-                    return Err(match suggest(&rf.address, all.iter().copied()) {
-                        Some(s) => d.hint(format!("did you mean `{s}`?")),
-                        None => d.hint("declare it in this stack, or fix the reference"),
-                    });
-                };
-                if target.address.starts_with("data.") && !r.address.starts_with("data.") {
-                    // fine: resources may read data sources
-                }
-                let schema = if target.address.starts_with("data.") {
-                    reg.data_source(&target.kind).map(|d| d.schema())
-                } else {
-                    reg.provider(&target.kind).map(|p| p.schema())
-                }
-                .expect("kind validated");
-                if !schema.names().any(|n| n == rf.attr) {
-                    let names: Vec<&str> = schema.names().collect();
-                    let d = cx.err(
-                        span.clone(),
-                        format!("`{}` has no attribute `{}`", rf.address, rf.attr),
-                    );
-                    return Err(match suggest(&rf.attr, names.iter().copied()) {
-                        Some(s) => d.hint(format!("did you mean `{}.{s}`?", rf.address)),
-                        None => d.hint(format!("attributes: {}", names.join(", "))),
-                    });
-                }
+                let target = check_ref(cx, stack, &r.address, &rf, span.clone())?;
                 if r.address.starts_with("data.") && !target.address.starts_with("data.") {
                     return Err(cx
                         .err(
@@ -1010,6 +993,154 @@ fn check_references(cx: &Cx<'_>, stack: &Stack) -> Result<(), Diagnostic> {
         }
     }
     Ok(())
+}
+
+/// One reference written at `span` in `from`: its target must be declared and have the
+/// attribute. Returns the target.
+fn check_ref<'s>(
+    cx: &Cx<'_>,
+    stack: &'s Stack,
+    from: &str,
+    rf: &Ref,
+    span: Range<usize>,
+) -> Result<&'s Resource, Diagnostic> {
+    let Some(target) = stack.get(&rf.address) else {
+        let all = stack.resources.keys().chain(stack.data.keys());
+        let d = cx.err(
+            span,
+            format!("`{from}` refers to `{}`, which is not declared", rf.address),
+        );
+        return Err(match suggest(&rf.address, all.map(String::as_str)) {
+            Some(s) => d.hint(format!("did you mean `{s}`?")),
+            None => d.hint("declare it in this stack, or fix the reference"),
+        });
+    };
+    let schema = schema_of(target);
+    if !schema.names().any(|n| n == rf.attr) {
+        let names: Vec<&str> = schema.names().collect();
+        let d = cx.err(
+            span,
+            format!("`{}` has no attribute `{}`", rf.address, rf.attr),
+        );
+        return Err(match suggest(&rf.attr, names.iter().copied()) {
+            Some(s) => d.hint(format!("did you mean `{}.{s}`?", rf.address)),
+            None => d.hint(format!("attributes: {}", names.join(", "))),
+        });
+    }
+    Ok(target)
+}
+
+fn schema_of(r: &Resource) -> &'static Schema {
+    let reg = registry();
+    if r.address.starts_with("data.") {
+        reg.data_source(&r.kind).map(|d| d.schema())
+    } else {
+        reg.provider(&r.kind).map(|p| p.schema())
+    }
+    .expect("kind validated")
+}
+
+/// `[output.NAME]` tables: `value` (a string with references, or any TOML value),
+/// `sensitive`, `description`. An output never carries a secret: state keeps its value.
+fn output_decls(
+    cx: &Cx<'_>,
+    v: &Spanned<DeValue<'_>>,
+    stack: &Stack,
+) -> Result<BTreeMap<String, OutputDecl>, Diagnostic> {
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (name, nspan, body) in entries(as_table(cx, v, "output")?) {
+        match output_decl(cx, name, nspan, body, stack) {
+            Ok(o) => {
+                out.insert(name.to_owned(), o);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    match Diagnostic::all(errors) {
+        Some(all) => Err(all),
+        None => Ok(out),
+    }
+}
+
+fn output_decl(
+    cx: &Cx<'_>,
+    name: &str,
+    nspan: Range<usize>,
+    body: &Spanned<DeValue<'_>>,
+    stack: &Stack,
+) -> Result<OutputDecl, Diagnostic> {
+    let address = format!("output.{name}");
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(cx
+            .err(nspan, format!("invalid output name `{name}`"))
+            .hint("use letters, digits, '_' and '-'"));
+    }
+    let t = as_table(cx, body, &address)?;
+    let (mut value, mut sensitive, mut description) = (None, false, None);
+    for (k, kspan, val) in entries(t) {
+        match (k, val.get_ref()) {
+            ("value", DeValue::String(s)) => {
+                let e = interpolate(cx, s, val.span())?;
+                let mut refs = Vec::new();
+                e.refs(&mut refs);
+                for rf in refs {
+                    let target = check_ref(cx, stack, &address, &rf, val.span())?;
+                    let secret = schema_of(target)
+                        .attr(&rf.attr)
+                        .is_some_and(|a| a.secret == SecretMode::WriteOnly);
+                    if secret {
+                        return Err(cx
+                            .err(val.span(), format!("`{address}` would carry the secret `{rf}`"))
+                            .hint("outputs are kept in state, which never holds a secret; output where the secret lives (an SSM parameter's name) instead"));
+                    }
+                }
+                value = Some((e, val.span()));
+            }
+            ("value", _) => value = Some((Expr::Lit(literal(cx, val)?), val.span())),
+            ("sensitive", DeValue::Boolean(b)) => sensitive = *b,
+            ("description", DeValue::String(s)) => description = Some(s.to_string()),
+            ("sensitive" | "description", other) => {
+                return Err(cx.err(
+                    val.span(),
+                    format!(
+                        "`{k}` of `{address}` must be a {}, found {}",
+                        if k == "sensitive" {
+                            "boolean"
+                        } else {
+                            "string"
+                        },
+                        type_name(other)
+                    ),
+                ));
+            }
+            _ => {
+                return Err(unknown_key(
+                    cx,
+                    k,
+                    kspan,
+                    &format!("`{address}`"),
+                    &["value", "sensitive", "description"],
+                ));
+            }
+        }
+    }
+    let Some((value, span)) = value else {
+        return Err(cx
+            .err(nspan, format!("`{address}` has no `value`"))
+            .hint("e.g. value = \"${rds_instance.main.endpoint}\""));
+    };
+    Ok(OutputDecl {
+        name: name.to_owned(),
+        value,
+        sensitive,
+        description,
+        span,
+    })
 }
 
 /// `[[import]]` tables: each names a declared resource (`to`) and the AWS id to adopt.

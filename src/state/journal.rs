@@ -49,6 +49,10 @@ pub enum Entry {
     Resolved { address: String },
     /// Per-stack records (operation checkpoints); a `null` value removes the key.
     Records { records: BTreeMap<String, Value> },
+    /// The stack's outputs as this run computed them: replaces the previous set.
+    Outputs {
+        outputs: BTreeMap<String, super::OutputValue>,
+    },
 }
 
 /// Applies journal entries to a state, in order. Idempotent for a given base.
@@ -80,6 +84,7 @@ pub fn replay(state: &mut State, entries: &[Entry]) {
             Entry::Resolved { address } => {
                 state.pending.remove(address);
             }
+            Entry::Outputs { outputs } => state.outputs = outputs.clone(),
             Entry::Records { records } => {
                 for (k, v) in records {
                     if v.is_null() {

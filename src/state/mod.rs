@@ -37,10 +37,23 @@ pub struct State {
     /// operation checkpoints).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub records: BTreeMap<String, serde_json::Value>,
+    /// `[output.NAME]` values as the last apply computed them (never a secret: the stack
+    /// refuses an output that would carry one). Read by `stackwright output`, no AWS call.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, OutputValue>,
     /// Intents of an interrupted apply not yet resolved against AWS (address → intent).
     /// Empty after every run that finished; the next plan resolves them (adoption).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending: BTreeMap<String, Intent>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputValue {
+    pub value: serde_json::Value,
+    /// Hidden in listings and after apply; printed when asked for by name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 /// What an apply was about to do to a resource when it recorded the intent.
@@ -105,6 +118,7 @@ impl State {
             env: env.map(str::to_owned),
             resources: BTreeMap::new(),
             records: BTreeMap::new(),
+            outputs: BTreeMap::new(),
             pending: BTreeMap::new(),
         }
     }

@@ -939,7 +939,7 @@ fn plan_value() -> impl Strategy<Value = Value> {
                 .collect();
             let mut plan = json!({
                 "kind": "stackwright-plan",
-                "format_version": 2,
+                "format_version": 3,
                 "tool_version": "0.1.0",
                 "stack": stack,
                 "prior_state": if fresh {
@@ -957,6 +957,10 @@ fn plan_value() -> impl Strategy<Value = Value> {
                 plan["targets"] = json!(["s3_bucket.uploads"]);
             }
             if migrations {
+                plan["outputs"] = json!([
+                    {"name": "endpoint", "before": "a:5432", "after": {"kind": "known", "value": "b:5432"}, "action": "update"},
+                    {"name": "token", "sensitive": true, "after": {"kind": "sensitive", "value": {"changed": false}}, "action": "no_op"}
+                ]);
                 plan["migrations"] = json!({
                     "database": "rds_instance.main",
                     "pending": ["0004_add_users_display_name.sql"],
