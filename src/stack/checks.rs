@@ -19,7 +19,12 @@ use crate::value::Desired;
 pub(super) type At<'a> = &'a dyn Fn(Range<usize>, String) -> Diagnostic;
 
 /// (errors, warnings).
-pub(super) fn check(stack: &Stack, at: At<'_>) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
+/// `cli_vars`: the variables set with `--var`, which are not in the file.
+pub(super) fn check(
+    stack: &Stack,
+    cli_vars: &[String],
+    at: At<'_>,
+) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     attribute_rules(stack, at, &mut errors);
@@ -28,7 +33,7 @@ pub(super) fn check(stack: &Stack, at: At<'_>) -> (Vec<Diagnostic>, Vec<Diagnost
     reference_types(stack, at, &mut errors);
     data_source_args(stack, at, &mut errors);
     region(stack, at, &mut errors, &mut warnings);
-    plaintext_secrets(stack, at, &mut warnings);
+    plaintext_secrets(stack, cli_vars, at, &mut warnings);
     (errors, warnings)
 }
 
@@ -215,7 +220,7 @@ fn region(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>, warnings: &mu
 
 /// Values written in the file that the kind treats as secrets (a SecureString's `value`):
 /// accepted, since the file may be private, but warned about, since it usually goes to git.
-fn plaintext_secrets(stack: &Stack, at: At<'_>, out: &mut Vec<Diagnostic>) {
+fn plaintext_secrets(stack: &Stack, cli_vars: &[String], at: At<'_>, out: &mut Vec<Diagnostic>) {
     let reg = registry();
     for r in stack.resources.values() {
         let Some(p) = reg.provider(&r.kind) else {
@@ -234,6 +239,14 @@ fn plaintext_secrets(stack: &Stack, at: At<'_>, out: &mut Vec<Diagnostic>) {
                 .get(attr.name)
                 .cloned()
                 .unwrap_or(r.span.clone());
+            // `value = "${var.key}"` with `--var key=...`: the secret is not in the file.
+            let written = stack.source.get(span.clone()).unwrap_or("");
+            if cli_vars
+                .iter()
+                .any(|v| written.contains(&format!("${{var.{v}}}")))
+            {
+                continue;
+            }
             out.push(
                 at(
                     span,

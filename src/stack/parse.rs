@@ -509,7 +509,9 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     if let Some(v) = outputs_v {
         stack.outputs = output_decls(&cx, v, &stack)?;
     }
-    let (errors, warnings) = super::checks::check(&stack, &|span, msg| cx.err(span, msg));
+    let cli_vars: Vec<String> = opts.vars.iter().map(|(k, _)| k.clone()).collect();
+    let (errors, warnings) =
+        super::checks::check(&stack, &cli_vars, &|span, msg| cx.err(span, msg));
     if let Some(all) = Diagnostic::all(errors) {
         return Err(all);
     }

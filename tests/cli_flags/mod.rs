@@ -164,3 +164,30 @@ wait_timeout = "45 minutes"
     env.write("db.toml", env.read("db.toml").replace("\"0s\"", "\"45m\""));
     env.ok(["validate", "db.toml"]);
 }
+
+#[test]
+fn a_secure_string_set_with_var_on_the_command_line_is_not_called_plain_text() {
+    let env = TestEnv::new();
+    env.write(
+        "v.toml",
+        r#"[stack]
+name = "flags"
+region = "us-east-1"
+
+[vars]
+key = "in-the-file"
+
+[ssm_parameter.key]
+name = "/flags/KEY"
+type = "SecureString"
+value = "${var.key}"
+"#,
+    );
+    // The default is written in the file: warned about.
+    env.ok(["validate", "v.toml"])
+        .assert_stderr_contains("`value` of `ssm_parameter.key` is a secret written in plain text");
+    // Given with --var, the secret never was in the file.
+    let run = env.ok(["validate", "v.toml", "--var", "key=from-ci"]);
+    assert!(!run.stderr().contains("plain text"), "{run}");
+    assert!(!run.stderr().contains("from-ci"), "{run}");
+}
