@@ -20,3 +20,4 @@ mod rds_e2e;
 mod rds_provider;
 mod s3_ssm_provider;
 mod safety;
+mod security_group;

@@ -333,11 +333,14 @@ pub async fn plan(
                         } else {
                             cur.get(a.name)
                         };
+                        // Compared and shown in the kind's canonical form (sets sorted).
+                        let canon = |v: &Value| normalize(&p.canonical(a.name, v));
                         let (after, changed) = match want {
-                            Desired::Known(v) => (
-                                After::Known(v.clone()),
-                                have.map(normalize) != Some(normalize(v)),
-                            ),
+                            Desired::Known(v) => {
+                                let v = canon(v);
+                                let changed = have.map(canon).as_ref() != Some(&v);
+                                (After::Known(v), changed)
+                            }
                             Desired::Unknown => (After::Unknown, true),
                             // Without refresh there is no live value to compare a secret with
                             // (state never holds one): assume it is unchanged.
@@ -377,8 +380,9 @@ pub async fn plan(
                         if pr.sensitive_attributes.iter().any(|s| s == a.name) {
                             continue;
                         }
-                        let rec = local_state.get(a.name).map(normalize);
-                        let now = cur.get(a.name).map(normalize);
+                        let canon = |v: &Value| normalize(&p.canonical(a.name, v));
+                        let rec = local_state.get(a.name).map(canon);
+                        let now = cur.get(a.name).map(canon);
                         if rec.is_some() && rec != now {
                             change.drift.push(Drift {
                                 name: a.name.to_owned(),
@@ -435,7 +439,7 @@ pub async fn plan(
                             name: k.clone(),
                             before: None,
                             after: match v {
-                                Desired::Known(v) => After::Known(v.clone()),
+                                Desired::Known(v) => After::Known(p.canonical(k, v)),
                                 Desired::Unknown => After::Unknown,
                                 Desired::Secret(_) => After::Sensitive { changed: true },
                             },

@@ -14,12 +14,14 @@ pub mod toolkit;
 #[cfg(test)]
 pub mod memory;
 
+mod data_security_group;
 mod data_subnets;
 mod data_vpc;
 mod rds_instance;
 mod rds_parameter_group;
 mod rds_subnet_group;
 mod s3_bucket;
+mod security_group;
 mod ssm_parameter;
 
 use std::any::{Any, TypeId};
@@ -311,6 +313,13 @@ pub trait Provider: Send + Sync {
         Ok(None)
     }
 
+    /// The form in which a value is compared and shown, applied alike to what the stack
+    /// says and what AWS reports: a set sorted, equivalent spellings made one (a security
+    /// group's rules flattened). Default: as it is.
+    fn canonical(&self, _attr: &str, value: &serde_json::Value) -> serde_json::Value {
+        value.clone()
+    }
+
     /// Checks one known attribute value against AWS's rules (naming, ranges): `Err` says
     /// what is wrong and how to fix it. Called at load for values written in the file
     /// (located at the attribute) and at plan for values known only then.
@@ -428,9 +437,13 @@ pub fn registry() -> &'static Registry {
             Box::new(rds_instance::RdsInstance),
             Box::new(rds_subnet_group::RdsSubnetGroup),
             Box::new(rds_parameter_group::RdsParameterGroup),
+            Box::new(security_group::SecurityGroup),
         ];
-        let data: Vec<Box<dyn DataSource>> =
-            vec![Box::new(data_vpc::Vpc), Box::new(data_subnets::Subnets)];
+        let data: Vec<Box<dyn DataSource>> = vec![
+            Box::new(data_vpc::Vpc),
+            Box::new(data_subnets::Subnets),
+            Box::new(data_security_group::SecurityGroup),
+        ];
         Registry::new(providers, data)
     })
 }

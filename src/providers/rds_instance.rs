@@ -80,6 +80,11 @@ static SCHEMA: Schema = Schema {
             .default(Default::Bool(false)),
         Attr::new("db_subnet_group", Ty::String, "Name of the DB subnet group (decides the VPC).").force_new(),
         Attr::new("parameter_group", Ty::String, "Name of the DB parameter group."),
+        Attr::new(
+            "vpc_security_group_ids",
+            Ty::StringList,
+            "Security groups of the instance, e.g. [\"${security_group.db.id}\"] (a set); AWS uses the VPC's default group when unset.",
+        ),
         Attr::new("master_username", Ty::String, "Master user name.")
             .required()
             .force_new(),
@@ -147,6 +152,19 @@ impl Provider for RdsInstance {
         super::toolkit::id_from(desired, "identifier")
     }
 
+    fn canonical(&self, attr: &str, value: &Value) -> Value {
+        match (attr, value) {
+            // A set: AWS reports the groups in its own order.
+            ("vpc_security_group_ids", Value::Array(ids)) => {
+                let mut ids = ids.clone();
+                ids.sort_by_key(|v| v.as_str().map(str::to_owned));
+                ids.dedup();
+                Value::Array(ids)
+            }
+            _ => value.clone(),
+        }
+    }
+
     fn check_attr(&self, attr: &str, value: &Value) -> std::result::Result<(), String> {
         let range = |lo: i64, hi: i64, unit: &str| match value.as_i64() {
             Some(n) if (lo..=hi).contains(&n) => Ok(()),
@@ -204,6 +222,12 @@ impl Provider for RdsInstance {
             .set_deletion_protection(input.bool("deletion_protection"))
             .set_db_subnet_group_name(input.str("db_subnet_group").map(str::to_owned))
             .set_db_parameter_group_name(input.str("parameter_group").map(str::to_owned))
+            .set_vpc_security_group_ids(
+                input
+                    .attrs
+                    .contains_key("vpc_security_group_ids")
+                    .then(|| input.string_list("vpc_security_group_ids")),
+            )
             .set_db_name(input.str("db_name").map(str::to_owned));
         for tag in tag_list(&input.string_map("tags")) {
             req = req.tags(tag);
@@ -300,6 +324,9 @@ impl Provider for RdsInstance {
                 "deletion_protection" => req = req.set_deletion_protection(input.bool(name)),
                 "parameter_group" => {
                     req = req.set_db_parameter_group_name(input.str(name).map(str::to_owned))
+                }
+                "vpc_security_group_ids" => {
+                    req = req.set_vpc_security_group_ids(Some(input.string_list(name)))
                 }
                 "master_password" => {
                     req =
@@ -641,6 +668,13 @@ fn live_of(db: &DbInstance) -> Live {
             .first()
             .and_then(|g| g.db_parameter_group_name()),
     );
+    let mut groups: Vec<&str> = db
+        .vpc_security_groups()
+        .iter()
+        .filter_map(|g| g.vpc_security_group_id())
+        .collect();
+    groups.sort_unstable();
+    a.insert("vpc_security_group_ids".into(), Value::from(groups));
     put_str(&mut a, "master_username", db.master_username());
     put_str(&mut a, "db_name", db.db_name());
     a.insert("tags".into(), tags_value(&tag_map(db.tag_list())));

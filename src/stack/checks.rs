@@ -58,7 +58,27 @@ fn attr_span(stack: &Stack, address: &str, attr: &str) -> Range<usize> {
     r.attr_spans.get(attr).cloned().unwrap_or(r.span.clone())
 }
 
-/// Each literal value, asked of its kind.
+/// What can be checked of a value at load: a literal as it is; a list or table (rule
+/// blocks) with each reference inside as `null`, so that its shape (which keys are set) is
+/// checked now and the referenced values at plan. A value that is one reference: nothing.
+fn shape(e: &Expr) -> Option<serde_json::Value> {
+    fn inner(e: &Expr) -> serde_json::Value {
+        match e {
+            Expr::Lit(v) => v.clone(),
+            Expr::List(items) => serde_json::Value::Array(items.iter().map(inner).collect()),
+            Expr::Map(m) => {
+                serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), inner(v))).collect())
+            }
+            Expr::Ref(_) | Expr::Concat(_) | Expr::Secret(_) => serde_json::Value::Null,
+        }
+    }
+    match e {
+        Expr::Lit(_) | Expr::List(_) | Expr::Map(_) => Some(inner(e)),
+        Expr::Ref(_) | Expr::Concat(_) | Expr::Secret(_) => None,
+    }
+}
+
+/// Each literal value (and the shape of each list or table), asked of its kind.
 fn attribute_rules(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>) {
     let reg = registry();
     for r in stack.resources.values() {
@@ -66,8 +86,8 @@ fn attribute_rules(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>) {
             continue;
         };
         for (attr, e) in &r.attrs {
-            if let Expr::Lit(v) = e
-                && let Err(why) = p.check_attr(attr, v)
+            if let Some(v) = shape(e)
+                && let Err(why) = p.check_attr(attr, &v)
             {
                 errors.push(at(
                     attr_span(stack, &r.address, attr),

@@ -260,6 +260,112 @@ def check_rds_subnet_group_already_exists(endpoint: str) -> None:
         raise AssertionError("a second CreateDBSubnetGroup of the same name succeeded")
 
 
+@patch
+def ec2_rule_description_by_group_id() -> None:
+    """EC2 matches a group-pair rule by its whole record, description included.
+
+    moto 5.2.1's ``SecurityGroupRule.__eq__`` compares the rule's source group
+    as a dict, so ``UpdateSecurityGroupRuleDescriptionsIngress`` for a rule
+    whose source is another group, sent with the new description, never finds
+    the rule and silently changes nothing (200). AWS identifies a rule by
+    protocol, ports and source (the group id) and updates its description.
+
+    Fix: compare source groups by ``GroupId`` (or ``GroupName``) only.
+    """
+    from moto.ec2.models.security_groups import SecurityGroupRule
+
+    original = SecurityGroupRule.__eq__
+
+    def key(g: dict) -> tuple:  # type: ignore[type-arg]
+        return (g.get("GroupId"), None if g.get("GroupId") else g.get("GroupName"))
+
+    def __eq__(self, other):  # type: ignore[no-untyped-def]
+        if self.source_group or other.source_group:
+            if key(self.source_group) != key(other.source_group):
+                return False
+            saved = (self.source_group, other.source_group)
+            self.source_group = other.source_group = {}
+            try:
+                return original(self, other)
+            finally:
+                self.source_group, other.source_group = saved
+        return original(self, other)
+
+    SecurityGroupRule.__eq__ = __eq__
+    SecurityGroupRule.__hash__ = None  # type: ignore[assignment]
+
+
+@patch
+def ec2_delete_referenced_security_group() -> None:
+    """EC2 DeleteSecurityGroup deletes a group other groups' rules refer to.
+
+    moto 5.2.1 deletes it (200) and leaves the referring rules dangling; AWS
+    refuses with ``DependencyViolation`` ("resource sg-… has a dependent
+    object") until no rule of another group names it. Destroy order (the
+    referring group first) would otherwise go untested.
+
+    Fix: wrap ``SecurityGroupBackend.delete_security_group`` to raise the AWS
+    error while another group's ingress or egress rule names the group.
+    """
+    from moto.ec2.exceptions import DependencyViolationError
+    from moto.ec2.models.security_groups import SecurityGroupBackend
+
+    original = SecurityGroupBackend.delete_security_group
+
+    def delete_security_group(self, name=None, group_id=None):  # type: ignore[no-untyped-def]
+        if group_id:
+            for groups in self.groups.values():
+                for other in groups.values():
+                    if other.id == group_id:
+                        continue
+                    for rule in other.ingress_rules + other.egress_rules:
+                        if (rule.source_group or {}).get("GroupId") == group_id:
+                            raise DependencyViolationError(
+                                f"resource {group_id} has a dependent object"
+                            )
+        return original(self, name=name, group_id=group_id)
+
+    SecurityGroupBackend.delete_security_group = delete_security_group
+
+
+@selftest
+def check_ec2_security_group_patches(endpoint: str) -> None:
+    import urllib.error
+
+    def ec2(params: dict[str, str]) -> bytes:
+        return _query(endpoint, "ec2", {"Version": "2016-11-15", **params})
+
+    def group(name: str) -> str:
+        body = ec2({"Action": "CreateSecurityGroup", "GroupName": name, "GroupDescription": "selftest"})
+        return next(e.text for e in ElementTree.fromstring(body).iter() if e.tag.endswith("groupId"))
+
+    a, b = group("selftest-a"), group("selftest-b")
+    rule = {
+        "GroupId": b,
+        "IpPermissions.1.IpProtocol": "tcp",
+        "IpPermissions.1.FromPort": "80",
+        "IpPermissions.1.ToPort": "80",
+        "IpPermissions.1.Groups.1.GroupId": a,
+        "IpPermissions.1.Groups.1.Description": "old",
+    }
+    ec2({"Action": "AuthorizeSecurityGroupIngress", **rule})
+    ec2({"Action": "UpdateSecurityGroupRuleDescriptionsIngress", **rule,
+         "IpPermissions.1.Groups.1.Description": "new"})
+    body = ec2({"Action": "DescribeSecurityGroups", "GroupId.1": b}).decode()
+    if "<description>new</description>" not in body:
+        raise AssertionError(f"description of a group-pair rule not updated: {body}")
+    try:
+        ec2({"Action": "DeleteSecurityGroup", "GroupId": a})
+    except urllib.error.HTTPError as err:
+        text = err.read().decode()
+        if err.code != 400 or "DependencyViolation" not in text:
+            raise AssertionError(f"delete of a referenced group: HTTP {err.code} {text}") from err
+    else:
+        raise AssertionError("a group another group's rule refers to was deleted")
+    ec2({"Action": "DeleteSecurityGroup", "GroupId": b})
+    ec2({"Action": "DeleteSecurityGroup", "GroupId": a})
+
+
 # ---------------------------------------------------------------------------
 # Plumbing
 # ---------------------------------------------------------------------------
