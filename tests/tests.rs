@@ -7,6 +7,7 @@
 mod common;
 
 mod harness_smoke;
+mod log_group;
 
 mod cli_flags;
 mod crash;

@@ -505,7 +505,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         account_id,
         profile,
     };
-    check_references(&cx, &stack)?;
+    check_references(&cx, &stack, migrations.is_some())?;
     if let Some(v) = outputs_v {
         stack.outputs = output_decls(&cx, v, &stack)?;
     }
@@ -520,7 +520,22 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         stack.imports = import_decls(&cx, v, &stack)?;
     }
     if let Some((v, tspan)) = migrations {
-        stack.migrations = Some(migrations_decl(&cx, v, tspan, &stack)?);
+        let decl = migrations_decl(&cx, v, tspan, &stack)?;
+        // The step runs after its database: the database cannot also wait for it.
+        if let Some(db) = stack.resources.get(&decl.database)
+            && db.depends_on.iter().any(|d| d == "migrations")
+        {
+            return Err(cx
+                .err(
+                    db.attr_spans["depends_on"].clone(),
+                    format!(
+                        "`{}` depends on migrations, which run against it: a cycle",
+                        db.address
+                    ),
+                )
+                .hint("remove \"migrations\" from its depends_on"));
+        }
+        stack.migrations = Some(decl);
     }
     stack.source = source.clone();
     Ok(stack)
@@ -953,7 +968,8 @@ fn interpolate(cx: &Cx<'_>, s: &str, span: Range<usize>) -> Result<Expr, Diagnos
 }
 
 /// Every reference and `depends_on` entry must name a declared resource and a real attribute.
-fn check_references(cx: &Cx<'_>, stack: &Stack) -> Result<(), Diagnostic> {
+/// `depends_on = ["migrations"]` names the migrations step, when the stack has one.
+fn check_references(cx: &Cx<'_>, stack: &Stack, has_migrations: bool) -> Result<(), Diagnostic> {
     let all: BTreeSet<&str> = stack
         .resources
         .keys()
@@ -981,6 +997,9 @@ fn check_references(cx: &Cx<'_>, stack: &Stack) -> Result<(), Diagnostic> {
             }
         }
         for d in &r.depends_on {
+            if d == "migrations" && has_migrations {
+                continue;
+            }
             if !all.contains(d.as_str()) {
                 let diag = cx.err(
                     r.attr_spans["depends_on"].clone(),

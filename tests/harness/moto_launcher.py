@@ -366,6 +366,69 @@ def check_ec2_security_group_patches(endpoint: str) -> None:
     ec2({"Action": "DeleteSecurityGroup", "GroupId": a})
 
 
+@patch
+def logs_kms_key_association() -> None:
+    """CloudWatch Logs AssociateKmsKey and DisassociateKmsKey are missing.
+
+    moto 5.2.1 has no handler for them (the request fails); AWS sets or removes
+    the key that encrypts a log group's new events. ``kms_key`` changes in
+    place through them.
+
+    Fix: add both actions to ``LogsResponse``: they set or clear the group's
+    ``kms_key_id``, which DescribeLogGroups already reports, and answer
+    ResourceNotFoundException for an unknown group as AWS does.
+    """
+    from moto.logs.exceptions import ResourceNotFoundException
+    from moto.logs.responses import LogsResponse
+
+    def group(self):  # type: ignore[no-untyped-def]
+        g = self.logs_backend.groups.get(self._get_param("logGroupName"))
+        if g is None:
+            raise ResourceNotFoundException()
+        return g
+
+    def associate_kms_key(self) -> str:  # type: ignore[no-untyped-def]
+        group(self).kms_key_id = self._get_param("kmsKeyId")
+        return ""
+
+    def disassociate_kms_key(self) -> str:  # type: ignore[no-untyped-def]
+        group(self).kms_key_id = None
+        return ""
+
+    LogsResponse.associate_kms_key = associate_kms_key
+    LogsResponse.disassociate_kms_key = disassociate_kms_key
+
+
+@selftest
+def check_logs_kms_key_association(endpoint: str) -> None:
+    import json as _json
+
+    def logs(action: str, body: dict) -> dict:  # type: ignore[type-arg]
+        headers = {
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/logs/"
+            "aws4_request, SignedHeaders=host, Signature=0",
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": f"Logs_20140328.{action}",
+        }
+        req = urllib.request.Request(f"{endpoint}/", data=_json.dumps(body).encode(),
+                                     method="POST", headers=headers)
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            text = resp.read()
+        return _json.loads(text) if text else {}
+
+    key = "arn:aws:kms:us-east-1:123456789012:key/selftest"
+    logs("CreateLogGroup", {"logGroupName": "/selftest/kms"})
+    logs("AssociateKmsKey", {"logGroupName": "/selftest/kms", "kmsKeyId": key})
+    groups = logs("DescribeLogGroups", {"logGroupNamePrefix": "/selftest/kms"})["logGroups"]
+    if groups[0].get("kmsKeyId") != key:
+        raise AssertionError(f"AssociateKmsKey did not set the key: {groups}")
+    logs("DisassociateKmsKey", {"logGroupName": "/selftest/kms"})
+    groups = logs("DescribeLogGroups", {"logGroupNamePrefix": "/selftest/kms"})["logGroups"]
+    if "kmsKeyId" in groups[0]:
+        raise AssertionError(f"DisassociateKmsKey left the key: {groups}")
+    logs("DeleteLogGroup", {"logGroupName": "/selftest/kms"})
+
+
 # ---------------------------------------------------------------------------
 # Plumbing
 # ---------------------------------------------------------------------------
