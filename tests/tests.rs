@@ -10,6 +10,7 @@ mod harness_smoke;
 
 mod crash;
 mod faults;
+mod features;
 mod first_contact;
 mod foundation;
 mod migrations_engine;
