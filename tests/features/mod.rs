@@ -731,3 +731,35 @@ async fn db_restore_keeps_the_stacks_groups() {
     missing.assert_code(1);
     insta::assert_snapshot!("db_restore_missing_snapshot", env.scrub(missing.stderr()));
 }
+
+/// A saved plan lists the pending migrations it was made with; `apply PLANFILE` after the
+/// migrations folder changed (a pending file edited, a new file added) must not run SQL
+/// nobody reviewed: refused like a changed stack file, nothing applied.
+#[tokio::test]
+async fn saved_plan_is_refused_after_the_migrations_changed() {
+    let f = Db::new("sp", "");
+    f.run(&["apply", "stack.toml", "--auto-approve"])
+        .assert_success();
+    f.env.write(
+        "migrations/0002_a.sql",
+        "CREATE TABLE planned_a (id int);\n",
+    );
+    f.run(&["plan", "stack.toml", "--out", "sp.plan"])
+        .assert_success()
+        .assert_stdout_contains("+ 0002_a.sql");
+    f.env
+        .write("migrations/0002_a.sql", "CREATE TABLE edited_a (id int);\n");
+    f.env.write(
+        "migrations/0003_b.sql",
+        "CREATE TABLE unplanned_b (id int);\n",
+    );
+    let run = f.run(&["apply", "sp.plan"]);
+    let tables = f.pg.psql(
+        "app",
+        "SELECT coalesce(string_agg(tablename, ',' ORDER BY tablename), '') FROM pg_tables WHERE tablename IN ('planned_a', 'edited_a', 'unplanned_b')",
+    );
+    assert_eq!((tables.as_str(), f.history().as_str()), ("", "1"), "{run}");
+    run.assert_code(1);
+    insta::assert_snapshot!("saved_plan_migrations_changed", f.env.scrub(run.stderr()));
+    assert_eq!(f.manual_snapshots().await, 0, "{run}");
+}

@@ -464,3 +464,26 @@ async fn secure(env: &TestEnv, name: &str) -> Option<String> {
         .ok()?;
     out.parameter().and_then(|p| p.value()).map(str::to_owned)
 }
+
+/// A misspelt secret-source key gets a did-you-mean, as every other unknown key does.
+///
+/// Product bug: src/stack/parse.rs (the secret-source branch, `unknown_key(.., "a secret
+/// source", &["from_env", "from_file"]).hint("give exactly one of from_env or from_file")`)
+/// overwrites the "did you mean `from_env`?" hint `unknown_key` has just set, since
+/// `Diagnostic::hint` replaces the hint (snapshot `misspelt_secret_source`).
+#[ignore = "product bug: src/stack/parse.rs replaces the did-you-mean of a misspelt secret-source key with a generic hint"]
+#[test]
+fn misspelt_secret_source_key_gets_a_did_you_mean() {
+    let env = TestEnv::new();
+    env.write(
+        "bad.toml",
+        SECRET_STACK.replace(
+            "{ from_env = \"SAFE_KEY\" }",
+            "{ from_envv = \"SAFE_KEY\" }",
+        ),
+    );
+    env.run(["validate", "bad.toml", "--env", "dev"])
+        .assert_code(1)
+        .assert_stderr_contains("unknown key `from_envv` in a secret source")
+        .assert_stderr_contains("did you mean `from_env`?");
+}
