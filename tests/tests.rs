@@ -12,6 +12,7 @@ mod log_group;
 mod cli_flags;
 mod crash;
 mod faults;
+mod features;
 mod first_contact;
 mod foundation;
 mod migrations_engine;

@@ -457,7 +457,9 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<String>>>,
 {
-    let start = std::time::Instant::now();
+    // tokio's clock, the one `sleep` below runs on: the same as std's at run time, and
+    // under a paused test clock elapsed time and the timeout follow the virtual time.
+    let start = tokio::time::Instant::now();
     let mut last = String::new();
     loop {
         // `None` means settled; `Some(status)` means still waiting in that status.

@@ -12,6 +12,8 @@ pub enum Ty {
     String,
     Bool,
     Int,
+    /// An integer or a decimal number (alarm thresholds).
+    Number,
     /// A string restricted to the listed values.
     Enum(&'static [&'static str]),
     StringList,
@@ -20,6 +22,9 @@ pub enum Ty {
     StringMap,
     /// An array of tables (`[[kind.name.block]]`), each validated against the nested attributes.
     Blocks(&'static [Attr]),
+    /// One inline table (`health_check = { path = "/ready" }`), validated against the nested
+    /// attributes like an item of [`Ty::Blocks`].
+    Table(&'static [Attr]),
 }
 
 impl Ty {
@@ -28,6 +33,7 @@ impl Ty {
             Ty::String => "a string".into(),
             Ty::Bool => "a boolean (true or false)".into(),
             Ty::Int => "an integer".into(),
+            Ty::Number => "a number".into(),
             Ty::Enum(values) => format!(
                 "one of {}",
                 values
@@ -39,6 +45,7 @@ impl Ty {
             Ty::StringList => "an array of strings".into(),
             Ty::StringMap => "a table of strings".into(),
             Ty::Blocks(_) => "an array of tables".into(),
+            Ty::Table(_) => "a table".into(),
         }
     }
 }

@@ -178,7 +178,10 @@ fn reference_types(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>) {
                 continue;
             };
             let wants_list = matches!(a.ty, Ty::StringList);
-            let single = matches!(a.ty, Ty::String | Ty::Enum(_) | Ty::Int | Ty::Bool);
+            let single = matches!(
+                a.ty,
+                Ty::String | Ty::Enum(_) | Ty::Int | Ty::Number | Ty::Bool
+            );
             let why = if wants_list && !is_list {
                 Some(format!(
                     "`{attr}` of `{}` takes a list, but `${{{rf}}}` is a single value",

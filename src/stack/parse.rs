@@ -719,6 +719,12 @@ fn typed(cx: &Cx<'_>, ctx: &str, ty: Ty, v: &Spanned<DeValue<'_>>) -> Result<Exp
                 .parse::<i64>()
                 .map(|i| Expr::Lit(i.into()))
                 .map_err(|_| mismatch("a string")),
+            (Expr::Lit(Value::String(s)), Ty::Number) => s
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(|n| Expr::Lit(Value::Number(n)))
+                .ok_or_else(|| mismatch("a string")),
             (Expr::Lit(Value::String(s)), Ty::Bool) => s
                 .parse::<bool>()
                 .map(|b| Expr::Lit(b.into()))
@@ -727,7 +733,7 @@ fn typed(cx: &Cx<'_>, ctx: &str, ty: Ty, v: &Spanned<DeValue<'_>>) -> Result<Exp
             | (Expr::Ref(_) | Expr::Concat(_), _) => Ok(e),
             // A whole-string variable keeps its type: check it like a literal.
             (Expr::Lit(Value::Bool(_)), Ty::Bool)
-            | (Expr::Lit(Value::Number(_)), Ty::Int)
+            | (Expr::Lit(Value::Number(_)), Ty::Int | Ty::Number)
             | (Expr::Lit(Value::Array(_)), Ty::StringList)
             | (Expr::Lit(Value::Object(_)), Ty::StringMap) => Ok(e),
             (Expr::Lit(v @ (Value::Number(_) | Value::Bool(_))), Ty::String) => {
@@ -760,44 +766,67 @@ fn typed(cx: &Cx<'_>, ctx: &str, ty: Ty, v: &Spanned<DeValue<'_>>) -> Result<Exp
             }
             Ok(Expr::Map(m))
         }
+        (Ty::Number, DeValue::Integer(i)) => Ok(Expr::Lit(
+            parse_int(cx, v.span(), i.as_str(), i.radix())?.into(),
+        )),
+        (Ty::Number, DeValue::Float(_)) => Ok(Expr::Lit(literal(cx, v)?)),
         (Ty::Blocks(attrs), DeValue::Array(items)) => {
             let mut out = Vec::new();
             for item in items {
                 let DeValue::Table(t) = item.get_ref() else {
                     return Err(cx.err(item.span(), format!("each item of {ctx} must be a table")));
                 };
-                let mut m = BTreeMap::new();
-                for (k, kspan, iv) in entries(t) {
-                    let Some(a) = attrs.iter().find(|a| a.name == k) else {
-                        let names: Vec<&str> = attrs.iter().map(|a| a.name).collect();
-                        return Err(unknown_key(cx, k, kspan, ctx, &names));
-                    };
-                    m.insert(
-                        k.to_owned(),
-                        typed(cx, &format!("`{k}` in {ctx}"), a.ty, iv)?,
-                    );
-                }
-                for a in attrs.iter().filter(|a| a.required) {
-                    if !m.contains_key(a.name) {
-                        return Err(cx
-                            .err(
-                                item.span(),
-                                format!("an item of {ctx} is missing required `{}`", a.name),
-                            )
-                            .hint(a.doc));
-                    }
-                }
-                for a in attrs.iter() {
-                    if let (false, Some(d)) = (m.contains_key(a.name), a.default.value()) {
-                        m.insert(a.name.to_owned(), Expr::Lit(d));
-                    }
-                }
-                out.push(Expr::Map(m));
+                out.push(nested_table(cx, ctx, attrs, t, item.span(), "an item of")?);
             }
             Ok(Expr::List(out))
         }
+        (Ty::Table(attrs), DeValue::Table(t)) => nested_table(cx, ctx, attrs, t, v.span(), ""),
         (_, other) => Err(mismatch(type_name(other))),
     }
+}
+
+/// A nested table (a block item or an inline table) checked against its attributes:
+/// unknown keys with a did-you-mean, types, required keys, defaults filled in.
+fn nested_table(
+    cx: &Cx<'_>,
+    ctx: &str,
+    attrs: &[Attr],
+    t: &Table<'_>,
+    span: Range<usize>,
+    whose: &str,
+) -> Result<Expr, Diagnostic> {
+    let whose = if whose.is_empty() {
+        String::new()
+    } else {
+        format!("{whose} ")
+    };
+    let mut m = BTreeMap::new();
+    for (k, kspan, iv) in entries(t) {
+        let Some(a) = attrs.iter().find(|a| a.name == k) else {
+            let names: Vec<&str> = attrs.iter().map(|a| a.name).collect();
+            return Err(unknown_key(cx, k, kspan, ctx, &names));
+        };
+        m.insert(
+            k.to_owned(),
+            typed(cx, &format!("`{k}` in {ctx}"), a.ty, iv)?,
+        );
+    }
+    for a in attrs.iter().filter(|a| a.required) {
+        if !m.contains_key(a.name) {
+            return Err(cx
+                .err(
+                    span.clone(),
+                    format!("{whose}{ctx} is missing required `{}`", a.name),
+                )
+                .hint(a.doc));
+        }
+    }
+    for a in attrs.iter() {
+        if let (false, Some(d)) = (m.contains_key(a.name), a.default.value()) {
+            m.insert(a.name.to_owned(), Expr::Lit(d));
+        }
+    }
+    Ok(Expr::Map(m))
 }
 
 fn secret_source(
@@ -807,11 +836,19 @@ fn secret_source(
 ) -> Result<SecretString, Diagnostic> {
     let mut found = None;
     for (k, kspan, v) in entries(t) {
-        if found.is_some() || !matches!(k, "from_env" | "from_file") {
-            return Err(
-                unknown_key(cx, k, kspan, "a secret source", &["from_env", "from_file"])
-                    .hint("give exactly one of from_env or from_file"),
-            );
+        if !matches!(k, "from_env" | "from_file") {
+            return Err(unknown_key(
+                cx,
+                k,
+                kspan,
+                "a secret source",
+                &["from_env", "from_file"],
+            ));
+        }
+        if found.is_some() {
+            return Err(cx
+                .err(kspan, "a secret source has one key")
+                .hint("give exactly one of from_env or from_file"));
         }
         found = Some((k, as_str(cx, v, k)?, v.span()));
     }

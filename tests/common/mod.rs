@@ -520,6 +520,147 @@ impl TestEnv {
     }
 }
 
+impl TestEnv {
+    /// [`scrub`] plus this env's own paths: the work dir becomes `[WORK]`, HOME `[HOME]`,
+    /// moto's port `[PORT]` (and the fault proxy's, when one runs). For insta snapshots of
+    /// CLI output.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut text = text
+            .replace(&self.work.to_string_lossy().into_owned(), "[WORK]")
+            .replace(&self.home.to_string_lossy().into_owned(), "[HOME]")
+            .replace(&self.root.path().to_string_lossy().into_owned(), "[TMP]");
+        if let Some(p) = self.proxy.get() {
+            text = text.replace(&p.endpoint(), "http://127.0.0.1:[PORT]");
+        }
+        scrub(&text.replace(&self.moto.endpoint(), "http://127.0.0.1:[PORT]"))
+    }
+}
+
+/// Makes CLI output stable for snapshots, by plain token scanning (no regex crate): drops
+/// log lines (those starting with an RFC 3339 time, e.g. the SDK's warnings);
+/// UUIDs (state lineages) become `[UUID]`, UTC stamps `20261203T125000Z` and 14-digit
+/// `20261203125000` become `[TIME]`, hex runs of 12+ characters with a letter (digests)
+/// `[HEX]`, durations such as `0.1s`, `12ms` `[DURATION]`, `127.0.0.1:PORT` / `localhost:PORT`
+/// `…:[PORT]`, and temp paths `/tmp/…` up to the next space or quote `[TMP]`.
+pub fn scrub(text: &str) -> String {
+    // Log lines (the SDK's tracing output starts with an RFC 3339 time) are not the CLI's
+    // own output: the harness's absent AWS config files make the SDK warn on every run.
+    let kept: Vec<&str> = text
+        .split_inclusive('\n')
+        .filter(|l| !is_log_line(l))
+        .collect();
+    let text = kept.concat();
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    while i < chars.len() {
+        let prev_is_word = i > 0 && word(chars[i - 1]);
+        let rest: String = chars[i..chars.len().min(i + 40)].iter().collect();
+        // Ports after a loopback host.
+        let port = ["127.0.0.1:", "localhost:"].into_iter().find_map(|host| {
+            let digits = chars[(i + host.len()).min(chars.len())..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            (rest.starts_with(host) && digits > 0).then_some((host, digits))
+        });
+        if let Some((host, digits)) = port {
+            out.push_str(host);
+            out.push_str("[PORT]");
+            i += host.len() + digits;
+            continue;
+        }
+        if chars[i..].starts_with(&['/', 't', 'm', 'p', '/']) && !prev_is_word {
+            let len = chars[i..]
+                .iter()
+                .take_while(|c| !c.is_whitespace() && !"\"'`,;)".contains(**c))
+                .count();
+            out.push_str("[TMP]");
+            i += len;
+            continue;
+        }
+        if prev_is_word || !chars[i].is_ascii_alphanumeric() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // A token: the longest run of [0-9a-zA-Z.-] from here.
+        let len = chars[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == '-' || **c == '.')
+            .count();
+        let token: String = chars[i..i + len].iter().collect();
+        let token = token.trim_end_matches(['.', '-']);
+        let (replaced, used) = classify(token);
+        if let Some(r) = replaced {
+            out.push_str(r);
+            i += used;
+        } else {
+            // Not special as a whole: copy up to the first separator, rescan from there.
+            let n = chars[i..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .count()
+                .max(1);
+            out.extend(&chars[i..i + n]);
+            i += n;
+        }
+    }
+    out
+}
+
+/// `2026-12-03T13:07:28.119770Z  WARN ...`
+fn is_log_line(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 20
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+}
+
+/// What a scrubbed token becomes, and how many characters of it are replaced.
+fn classify(token: &str) -> (Option<&'static str>, usize) {
+    let hex = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit());
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let parts: Vec<&str> = token.split('-').collect();
+    if parts.len() >= 5 {
+        let lens: Vec<usize> = parts[..5].iter().map(|p| p.len()).collect();
+        if lens == [8, 4, 4, 4, 12] && parts[..5].iter().all(|p| hex(p)) {
+            return (Some("[UUID]"), 36);
+        }
+    }
+    let head = parts[0];
+    if head.len() == 16
+        && head.as_bytes()[8] == b'T'
+        && head.ends_with('Z')
+        && digits(&head[..8])
+        && digits(&head[9..15])
+    {
+        return (Some("[TIME]"), 16);
+    }
+    if head.len() == 14 && digits(head) {
+        return (Some("[TIME]"), 14);
+    }
+    if head.len() >= 12 && hex(head) && head.chars().any(|c| c.is_ascii_alphabetic()) {
+        return (Some("[HEX]"), head.len());
+    }
+    // Durations: 0.1s, 3s, 250ms (the number may have one dot).
+    let num = head.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &head[num.len()..];
+    let dot_ok = num.matches('.').count() <= 1 && !num.starts_with('.') && !num.ends_with('.');
+    if matches!(unit, "s" | "ms")
+        && dot_ok
+        && num.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && !num.is_empty()
+    {
+        // `head` is split at '-' only, so "0.1s" is whole here.
+        return (Some("[DURATION]"), head.len());
+    }
+    (None, 0)
+}
+
 /// Variables of the test process that must not leak into commands.
 fn is_scrubbed_var(key: &str) -> bool {
     key.starts_with("AWS_")

@@ -186,6 +186,36 @@ def rds_subnet_group_already_exists() -> None:
 
 
 @patch
+def rds_restore_uses_only_the_groups_it_is_given() -> None:
+    """RDS RestoreDBInstanceFromDBSnapshot copies the source's DB subnet group.
+
+    moto 5.2.1 builds the restored instance from the snapshotted instance's
+    attributes, subnet group included, when the request names no
+    ``DBSubnetGroupName``; AWS puts the new instance in the default VPC's
+    default subnet group unless the request names one (the parameter group
+    already falls back to the engine's default in moto, as on AWS). A restore
+    that forgot to pass the stack's subnet group would land in the right
+    network under moto only.
+
+    Fix: wrap ``RDSBackend.restore_db_instance_from_db_snapshot`` and, when the
+    request names no subnet group, drop the copied one, leaving the instance as
+    moto's CreateDBInstance leaves one created without a group.
+    """
+    from moto.rds.models import RDSBackend
+
+    original = RDSBackend.restore_db_instance_from_db_snapshot
+
+    def restore_db_instance_from_db_snapshot(self, from_snapshot_id, overrides):  # type: ignore[no-untyped-def]
+        instance = original(self, from_snapshot_id, overrides)
+        if not overrides.get("db_subnet_group_name"):
+            instance._db_subnet_group_name = None  # noqa: SLF001
+            instance.__dict__.pop("db_subnet_group", None)
+        return instance
+
+    RDSBackend.restore_db_instance_from_db_snapshot = restore_db_instance_from_db_snapshot
+
+
+@patch
 def rds_delete_needs_a_snapshot_choice() -> None:
     """RDS DeleteDBInstance accepts a delete that makes no final-snapshot choice.
 
@@ -231,6 +261,45 @@ def check_rds_delete_needs_a_snapshot_choice(endpoint: str) -> None:
             raise AssertionError(f"delete without a choice: HTTP {err.code} {body}") from err
     else:
         raise AssertionError("a DeleteDBInstance with no snapshot choice was accepted")
+
+
+@selftest
+def check_rds_restore_uses_only_the_groups_it_is_given(endpoint: str) -> None:
+    ec2 = _query(endpoint, "ec2", {"Action": "DescribeSubnets", "Version": "2016-11-15"})
+    subnets = [
+        e.text for e in ElementTree.fromstring(ec2).iter() if e.tag.endswith("subnetId")
+    ][:2]
+    rds = {"Version": "2014-10-31"}
+    group = {**rds, "Action": "CreateDBSubnetGroup", "DBSubnetGroupName": "selftest-restore-sg",
+             "DBSubnetGroupDescription": "selftest"}
+    for i, subnet in enumerate(subnets, 1):
+        group[f"SubnetIds.SubnetIdentifier.{i}"] = subnet
+    _query(endpoint, "rds", group)
+    _query(endpoint, "rds", {
+        **rds, "Action": "CreateDBInstance", "DBInstanceIdentifier": "selftest-restore-src",
+        "Engine": "postgres", "DBInstanceClass": "db.t4g.micro", "AllocatedStorage": "20",
+        "MasterUsername": "u", "MasterUserPassword": "selftest-pw-1",
+        "DBSubnetGroupName": "selftest-restore-sg",
+    })
+    _query(endpoint, "rds", {
+        **rds, "Action": "CreateDBSnapshot", "DBInstanceIdentifier": "selftest-restore-src",
+        "DBSnapshotIdentifier": "selftest-restore-snap",
+    })
+
+    def restored_group(new_id: str, extra: dict[str, str]) -> str | None:
+        body = _query(endpoint, "rds", {
+            **rds, "Action": "RestoreDBInstanceFromDBSnapshot", "DBInstanceIdentifier": new_id,
+            "DBSnapshotIdentifier": "selftest-restore-snap", **extra,
+        })
+        names = [e.text for e in ElementTree.fromstring(body).iter()
+                 if e.tag.endswith("DBSubnetGroupName")]
+        return names[0] if names else None
+
+    if (got := restored_group("selftest-restored-bare", {})) is not None:
+        raise AssertionError(f"a restore naming no subnet group got the source's: {got}")
+    named = restored_group("selftest-restored-named", {"DBSubnetGroupName": "selftest-restore-sg"})
+    if named != "selftest-restore-sg":
+        raise AssertionError(f"a restore naming its subnet group got {named}")
 
 
 @selftest

@@ -202,3 +202,22 @@ async fn postgres_starts_unprivileged_with_password_url() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "smoke_db");
 }
+
+#[test]
+fn scrub_replaces_only_what_varies_between_runs() {
+    let text = "lineage 0b7e2c1a-93f4-4d0e-8a6b-2f5c9d1e7a30 serial 2\n\
+                snapshot shop-dev-pre-0003-20261203T125000Z and shop-dev-restored-20261203125000\n\
+                digest 3f9a0c1b2d4e → 0a1b2c3d4e5f6a\n\
+                done (0.1s), waited 12ms, 3s elapsed\n\
+                http://127.0.0.1:54321/ and localhost:5432, file /tmp/abc-1/x.json.\n\
+                keep: engine 16.3, 20 GiB, db.t4g.micro, s3_bucket.uploads, 0003_users.sql, 1s-ago";
+    assert_eq!(
+        crate::common::scrub(text),
+        "lineage [UUID] serial 2\n\
+         snapshot shop-dev-pre-0003-[TIME] and shop-dev-restored-[TIME]\n\
+         digest [HEX] → [HEX]\n\
+         done ([DURATION]), waited [DURATION], [DURATION] elapsed\n\
+         http://127.0.0.1:[PORT]/ and localhost:[PORT], file [TMP]\n\
+         keep: engine 16.3, 20 GiB, db.t4g.micro, s3_bucket.uploads, 0003_users.sql, [DURATION]-ago"
+    );
+}

@@ -454,45 +454,78 @@ async fn unsafe_migration_needs_an_allow_comment() {
     );
 }
 
-/// 5. Two concurrent `migrate up`: never both run a migration.
+/// 5. Two concurrent `migrate up`: never both run a migration. The test holds the
+///    migration advisory lock itself until both runs say they wait for it, so they really
+///    overlap; then both succeed (one migrates, the other waits and finds nothing pending),
+///    one snapshot is taken, and each version is applied once.
 #[tokio::test]
 async fn concurrent_migrate_up_never_both_run() {
+    use crate::common::process;
     let f = Fixture::new();
     f.apply().assert_success();
-    f.env.write(
-        "migrations/0003_slow.sql",
-        "SELECT pg_sleep(2);\nCREATE TABLE slow_done (id int);\n",
+    f.env.write("migrations/0003_display_name.sql", M3);
+    // The key the product uses: the first 8 bytes of sha256("stackwright_migrations").
+    let key = "('x' || left(encode(sha256('stackwright_migrations'::bytea), 'hex'), 16))::bit(64)::bigint";
+    let holder = f.pg.client_for("shop").await;
+    holder
+        .execute(&format!("SELECT pg_advisory_lock({key})"), &[])
+        .await
+        .unwrap();
+    let extra = [
+        ("DB_PASSWORD", DB_PASSWORD),
+        ("SHOP_DATABASE_URL", f.url.as_str()),
+    ];
+    let args = ["migrate", "up", "stacks/shop.toml", "--env", "dev"];
+    let mut runs = [
+        process::spawn(&f.env, &args, &extra),
+        process::spawn(&f.env, &args, &extra),
+    ];
+    for p in &mut runs {
+        let waiting = p.wait_for(crate::common::CMD_TIMEOUT, |out, _| {
+            out.contains("waiting for another migration run to release the lock")
+        });
+        assert!(
+            waiting,
+            "both runs wait for the lock held by the test:\n{}{}",
+            p.stdout(),
+            p.stderr()
+        );
+    }
+    assert!(
+        f.snapshots().await.is_empty(),
+        "no snapshot before the lock"
     );
-    let spawn = || {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_stackwright"));
-        c.args(["migrate", "up", "stacks/shop.toml", "--env", "dev"])
-            .current_dir(f.env.dir())
-            .envs(f.env.envs())
-            .env("DB_PASSWORD", DB_PASSWORD)
-            .env("SHOP_DATABASE_URL", &f.url)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        c.spawn().unwrap()
+    holder
+        .execute(&format!("SELECT pg_advisory_unlock({key})"), &[])
+        .await
+        .unwrap();
+    let [a, b] = runs.map(|p| p.wait(crate::common::CMD_TIMEOUT));
+    // Neither fails: the one that got the lock second waited, then had nothing to do.
+    a.assert_success();
+    b.assert_success();
+    let (migrated, idle) = match (
+        a.stdout().contains("applied 0003"),
+        b.stdout().contains("applied 0003"),
+    ) {
+        (true, false) => (&a, &b),
+        (false, true) => (&b, &a),
+        _ => panic!("exactly one run applies 0003:{a}{b}"),
     };
-    let (a, b) = (spawn(), spawn());
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    let texts = [a, b].map(|o| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
-    let ran = texts.iter().filter(|t| t.contains("applied 0003")).count();
+    idle.assert_stdout_contains("no pending migrations");
+    assert!(!idle.stdout().contains("snapshot"), "{idle}");
+    let snaps = f.snapshots().await;
     assert_eq!(
-        ran, 1,
-        "exactly one run applies 0003:\n{}\n---\n{}",
-        texts[0], texts[1]
+        snaps.len(),
+        1,
+        "one snapshot, by the run that migrated: {snaps:?}"
     );
+    assert!(snaps[0].starts_with("shop-dev-pre-0003-"), "{snaps:?}");
+    migrated.assert_stdout_contains(&snaps[0]);
+    assert_eq!(f.history(), format!("1:-,2:-,3:{}", snaps[0]));
     assert_eq!(
         f.pg.psql(
             "shop",
-            "SELECT count(*) FROM stackwright_migrations WHERE version = 3"
+            "SELECT count(*) FROM information_schema.columns WHERE column_name = 'display_name'"
         ),
         "1"
     );

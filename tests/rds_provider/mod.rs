@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_rds::types::ApplyMethod;
 use serde_json::{Value, json};
@@ -17,6 +17,7 @@ use stackwright::events::{Event, Recorder};
 use stackwright::providers::{Aws, Cx, DataSource, Provider, registry, wait_for};
 use stackwright::secret::SecretString;
 use stackwright::value::{Attrs, Desired, Resolved};
+use tokio::time::Instant;
 
 use crate::common::{ACCOUNT_ID, REGION, TestEnv};
 
@@ -1006,20 +1007,35 @@ fn bare_aws() -> Aws {
     Aws::from_config(aws_config::SdkConfig::builder().build())
 }
 
+/// The production poll interval (`Cx::new`'s 5 s). The waiter tests below run on tokio's
+/// paused clock (`start_paused`): `wait_for` sleeps and measures on tokio's clock, so
+/// minutes of scripted statuses take no real time and every elapsed time is exact. They
+/// make no HTTP call (`bare_aws` is never used to send), so no hyper or SDK timeout can
+/// fire early under the paused clock.
 fn wait_cx<'a>(aws: &'a Aws, events: &'a Recorder, timeout: Duration) -> Cx<'a> {
-    Cx {
-        poll_interval: Duration::from_millis(10),
-        ..Cx::new(aws, "rds_instance.main", events, timeout)
-    }
+    let cx = Cx::new(aws, "rds_instance.main", events, timeout);
+    assert_eq!(cx.poll_interval, Duration::from_secs(5));
+    cx
 }
 
-#[tokio::test]
+fn waiting_elapsed(events: &[Event]) -> Vec<Duration> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Waiting { elapsed, .. } => Some(*elapsed),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
 async fn wait_for_emits_one_waiting_event_per_status_change() {
     let (aws, events) = (bare_aws(), Recorder::default());
-    let cx = wait_cx(&aws, &events, Duration::from_secs(10));
+    let cx = wait_cx(&aws, &events, Duration::from_secs(600));
     let script = Mutex::new(VecDeque::from(["creating", "creating", "modifying"]));
     let polls = Mutex::new(0);
     let (script, count) = (&script, &polls);
+    let start = Instant::now();
     wait_for(&cx, "the scripted instance", move || async move {
         *count.lock().unwrap() += 1;
         Ok(script.lock().unwrap().pop_front().map(str::to_owned))
@@ -1027,8 +1043,14 @@ async fn wait_for_emits_one_waiting_event_per_status_change() {
     .await
     .unwrap();
     assert_eq!(*polls.lock().unwrap(), 4);
+    // Three sleeps of one poll interval between the four polls, none after the last.
+    assert_eq!(start.elapsed(), Duration::from_secs(15));
     let events = events.0.into_inner().unwrap();
     assert_eq!(waiting(&events), vec!["creating", "modifying"]);
+    assert_eq!(
+        waiting_elapsed(&events),
+        [Duration::ZERO, Duration::from_secs(10)]
+    );
     for e in &events {
         let Event::Waiting { address, .. } = e else {
             panic!("{e:?}")
@@ -1037,56 +1059,58 @@ async fn wait_for_emits_one_waiting_event_per_status_change() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn wait_for_follows_a_timed_status_sequence() {
-    // Status by elapsed time, polled every 10ms: many polls per status, one event each.
+    // An instance that is `creating` for 4 minutes, then `backing-up` for 2, as on AWS:
+    // polled every 5 s, many polls per status, one event each, at the exact times.
     let (aws, events) = (bare_aws(), Recorder::default());
-    let cx = wait_cx(&aws, &events, Duration::from_secs(10));
+    let cx = wait_cx(&aws, &events, Duration::from_secs(3600));
     let start = Instant::now();
     let polls = Mutex::new(0u32);
     let count = &polls;
     wait_for(&cx, "the timed instance", move || async move {
         *count.lock().unwrap() += 1;
-        let ms = start.elapsed().as_millis();
-        Ok(match ms {
-            0..80 => Some("creating".to_owned()),
-            80..160 => Some("backing-up".to_owned()),
+        Ok(match start.elapsed().as_secs() {
+            0..240 => Some("creating".to_owned()),
+            240..360 => Some("backing-up".to_owned()),
             _ => None,
         })
     })
     .await
     .unwrap();
-    assert!(start.elapsed() >= Duration::from_millis(160));
-    assert!(
-        *polls.lock().unwrap() >= 6,
-        "{} polls",
-        polls.lock().unwrap()
-    );
+    assert_eq!(start.elapsed(), Duration::from_secs(360));
+    // Polls at 0, 5, ..., 360 s.
+    assert_eq!(*polls.lock().unwrap(), 73);
     let events = events.0.into_inner().unwrap();
     assert_eq!(waiting(&events), vec!["creating", "backing-up"]);
-    let elapsed: Vec<Duration> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Waiting { elapsed, .. } => Some(*elapsed),
-            _ => None,
-        })
-        .collect();
-    assert!(elapsed[1] >= Duration::from_millis(80), "{elapsed:?}");
+    assert_eq!(
+        waiting_elapsed(&events),
+        [Duration::ZERO, Duration::from_secs(240)]
+    );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn wait_for_times_out_with_the_last_status() {
     let (aws, events) = (bare_aws(), Recorder::default());
-    let cx = wait_cx(&aws, &events, Duration::from_millis(60));
+    let cx = wait_cx(&aws, &events, Duration::from_secs(40 * 60));
     let start = Instant::now();
-    let err = wait_for(&cx, "DB instance stuck to become available", || async {
-        Ok(Some("creating".to_owned()))
-    })
+    let polls = Mutex::new(0u32);
+    let count = &polls;
+    let err = wait_for(
+        &cx,
+        "DB instance stuck to become available",
+        move || async move {
+            *count.lock().unwrap() += 1;
+            Ok(Some("creating".to_owned()))
+        },
+    )
     .await
     .unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(2));
+    // It gives up at the first poll at or past the timeout, not a poll later.
+    assert_eq!(start.elapsed(), Duration::from_secs(40 * 60));
+    assert_eq!(*polls.lock().unwrap(), 40 * 60 / 5 + 1);
     let msg = err.to_string();
-    assert!(msg.contains("timed out after"), "{msg}");
+    assert!(msg.contains("timed out after 2400s"), "{msg}");
     assert!(
         msg.contains("DB instance stuck to become available (last status: creating)"),
         "{msg}"

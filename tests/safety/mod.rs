@@ -3,6 +3,7 @@
 //! an offline `validate`, usage errors that exit 1 and `--var` typos caught.
 
 use crate::common::TestEnv;
+use crate::common::proxy::Fault;
 
 const SECRET_STACK: &str = r#"[stack]
 name = "safe"
@@ -40,9 +41,9 @@ fn validate_is_offline_and_checks_only_the_shape_of_secret_sources() {
     .assert_success()
     .assert_stdout_contains("is valid: 2 resources");
     // plan reads the secret, so there it is required.
-    env.run(["plan", "safe.toml", "--env", "dev"])
-        .assert_code(1)
-        .assert_stderr_contains("environment variable `SAFE_KEY` is not set");
+    let unset = env.run(["plan", "safe.toml", "--env", "dev"]);
+    unset.assert_code(1);
+    insta::assert_snapshot!("unset_secret_env", env.scrub(unset.stderr()));
     // A malformed source is still an error offline.
     env.write(
         "bad.toml",
@@ -51,10 +52,9 @@ fn validate_is_offline_and_checks_only_the_shape_of_secret_sources() {
             "{ from_envv = \"SAFE_KEY\" }",
         ),
     );
-    env.run(["validate", "bad.toml", "--env", "dev"])
-        .assert_code(1)
-        .assert_stderr_contains("bad.toml:18:11: unknown key `from_envv`")
-        .assert_stderr_contains("from_env");
+    let bad = env.run(["validate", "bad.toml", "--env", "dev"]);
+    bad.assert_code(1);
+    insta::assert_snapshot!("misspelt_secret_source", env.scrub(bad.stderr()));
 }
 
 #[test]
@@ -65,9 +65,8 @@ fn the_wrong_account_is_refused_before_anything_is_read() {
     let run = env.run_with(["plan", "safe.toml", "--env", "prod"], |c| {
         c.env("SAFE_KEY", "k");
     });
-    run.assert_code(1).assert_stderr_contains(
-        "stack `safe` environment `prod` belongs to AWS account 210987654321, but the credentials are for account 123456789012",
-    );
+    run.assert_code(1);
+    insta::assert_snapshot!("wrong_account", env.scrub(run.stderr()));
     // One call: sts:GetCallerIdentity. Nothing was refreshed, nothing written.
     assert_eq!(proxy.requests(), 1, "{run}");
     assert!(!env.exists("state/safe/prod.json"));
@@ -84,11 +83,9 @@ fn the_wrong_account_is_refused_before_anything_is_read() {
         "bad.toml",
         SECRET_STACK.replace("\"210987654321\"", "\"2109-8765\""),
     );
-    env.run(["validate", "bad.toml", "--env", "dev"])
-        .assert_code(1)
-        .assert_stderr_contains(
-            "bad.toml:10:14: account_id \"2109-8765\" is not a 12-digit AWS account id",
-        );
+    let bad = env.run(["validate", "bad.toml", "--env", "dev"]);
+    bad.assert_code(1);
+    insta::assert_snapshot!("malformed_account_id", env.scrub(bad.stderr()));
 }
 
 #[test]
@@ -101,11 +98,27 @@ fn secrets_never_reach_an_error_snippet_and_plaintext_is_warned_about() {
             "[stack]\nname = \"db\"\nregion = \"us-east-1\"\n\n[rds_instance.main]\nidentifier = \"db-main\"\nengine = \"postgres\"\ninstance_class = \"db.t4g.micro\"\nallocated_storage = 20\nmaster_username = \"app\"\nmaster_password = \"{CANARY}\"\n"
         ),
     );
-    let run = env.run(["validate", "db.toml"]);
-    run.assert_code(1)
-        .assert_stderr_contains("db.toml:11:19: `master_password` of `rds_instance.main` is a secret and must not be written in the stack file")
-        .assert_stderr_contains("master_password = <redacted>");
-    assert!(!run.stderr().contains(CANARY), "{run}");
+    // Refused the same way by validate, plan and apply, before any AWS call.
+    let proxy = env.proxy();
+    let validate = env.run(["validate", "db.toml"]);
+    validate.assert_code(1);
+    // The location, the fix, and `<redacted>` in the snippet.
+    insta::assert_snapshot!("plaintext_master_password", env.scrub(validate.stderr()));
+    for args in [
+        &["validate", "db.toml"][..],
+        &["plan", "db.toml", "--out", "db.plan"][..],
+        &["apply", "db.toml", "--auto-approve"][..],
+    ] {
+        let run = env.run(args);
+        run.assert_code(1);
+        assert_eq!(run.stderr(), validate.stderr(), "{run}");
+        assert!(
+            !run.stderr().contains(CANARY) && !run.stdout().contains(CANARY),
+            "{run}"
+        );
+    }
+    assert_eq!(proxy.requests(), 0);
+    assert_eq!(env.list_files_recursive(), ["db.toml"]);
     // A SecureString written in plain text: accepted, warned about, value not shown.
     env.write(
         "p.toml",
@@ -115,11 +128,8 @@ fn secrets_never_reach_an_error_snippet_and_plaintext_is_warned_about() {
     );
     for args in [&["validate", "p.toml"][..], &["plan", "p.toml"][..]] {
         let run = env.run(args);
-        run.assert_success()
-            .assert_stderr_contains(
-                "Warning: p.toml:8:9: `value` of `ssm_parameter.k` is a secret written in plain text",
-            )
-            .assert_stderr_contains("value = { from_env = \"VAR\" }");
+        run.assert_success();
+        insta::assert_snapshot!("plaintext_secure_string_warning", env.scrub(run.stderr()));
         assert!(
             !run.stderr().contains(CANARY) && !run.stdout().contains(CANARY),
             "{run}"
@@ -133,8 +143,8 @@ fn secrets_never_reach_an_error_snippet_and_plaintext_is_warned_about() {
         ),
     );
     let run = env.run(["validate", "t.toml"]);
-    run.assert_code(1)
-        .assert_stderr_contains("value = <redacted>");
+    run.assert_code(1);
+    insta::assert_snapshot!("secret_of_the_wrong_type", env.scrub(run.stderr()));
     assert!(!run.stderr().contains(CANARY), "{run}");
 }
 
@@ -143,7 +153,7 @@ fn usage_errors_exit_1_and_unknown_vars_are_refused() {
     let env = TestEnv::new();
     env.write("safe.toml", SECRET_STACK);
     // 2 means "changes present" under --detailed-exitcode; a usage error must not say so.
-    env.run([
+    let bad = env.run([
         "plan",
         "safe.toml",
         "--env",
@@ -151,24 +161,23 @@ fn usage_errors_exit_1_and_unknown_vars_are_refused() {
         "--detailed-exitcode",
         "--var",
         "bad",
-    ])
-    .assert_code(1)
-    .assert_stderr_contains("expected NAME=VALUE");
+    ]);
+    bad.assert_code(1);
+    insta::assert_snapshot!("var_without_equals", env.scrub(bad.stderr()));
     env.run(["plan", "safe.toml", "--no-such-flag"])
         .assert_code(1);
     env.run(["--help"]).assert_code(0);
     // A typo in a variable name is caught, with the closest declared name.
-    env.run([
+    let typo = env.run([
         "validate",
         "safe.toml",
         "--env",
         "dev",
         "--var",
         "levl=debug",
-    ])
-    .assert_code(1)
-    .assert_stderr_contains("--var levl=…: the stack declares no variable `levl`")
-    .assert_stderr_contains("did you mean `--var level=…`?");
+    ]);
+    typo.assert_code(1);
+    insta::assert_snapshot!("var_typo", env.scrub(typo.stderr()));
     env.run([
         "validate",
         "safe.toml",
@@ -188,16 +197,11 @@ fn validate_reports_every_resource_error_at_once_in_file_order() {
         "[stack]\nname = \"many\"\n\n[s3_bucket.a]\nname = \"many-a\"\nversioning = \"yes\"\n\n[ssm_parameter.p]\nname = \"/many/p\"\nvalu = \"v\"\n\n[s3_bucket.b]\nname = \"many-b\"\ntags = 3\n",
     );
     let run = env.run(["validate", "many.toml"]);
-    run.assert_code(1).assert_stderr_contains("3 errors found");
-    let err = run.stderr();
-    let at = |needle: &str| {
-        err.find(needle)
-            .unwrap_or_else(|| panic!("{needle} missing in: {run}"))
-    };
-    // Resources are sorted by address internally; the report follows the file.
-    assert!(at("many.toml:6:14:") < at("many.toml:10:1:"), "{run}");
-    assert!(at("many.toml:10:1:") < at("many.toml:14:8:"), "{run}");
-    assert_eq!(err.matches("Error: ").count(), 3, "{run}");
+    run.assert_code(1);
+    // Resources are sorted by address internally; the report follows the file (6:14,
+    // 10:1, 14:8), then the count.
+    insta::assert_snapshot!("every_error_at_once", env.scrub(run.stderr()));
+    assert_eq!(run.stderr().matches("Error: ").count(), 3, "{run}");
 }
 
 /// Inputs AWS would refuse, or that contradict themselves, are refused at load time with
@@ -210,6 +214,7 @@ fn aws_rules_and_contradictions_are_refused_at_load_with_a_location() {
             "{HEAD}[rds_instance.a]\nidentifier = \"db\"\nengine = \"postgres\"\ninstance_class = \"db.t4g.micro\"\nallocated_storage = {storage}\nmaster_username = \"u\"\nmaster_password = {{ from_env = \"PW\" }}\n"
         )
     };
+    // (what, stack text, the line the report must hold); all messages are in the snapshot.
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "bucket name",
@@ -285,8 +290,10 @@ fn aws_rules_and_contradictions_are_refused_at_load_with_a_location() {
     ];
     let env = TestEnv::new();
     let proxy = env.proxy();
+    let mut report = String::new();
     for (what, text, needle) in cases {
         env.write("c.toml", &text);
+        let mut first: Option<String> = None;
         for cmd in ["validate", "plan"] {
             let args: Vec<&str> = if text.contains("environments") {
                 vec![cmd, "c.toml", "--env", "dev"]
@@ -302,13 +309,175 @@ fn aws_rules_and_contradictions_are_refused_at_load_with_a_location() {
                 "{what} ({cmd}): expected `{needle}` in\n{run}"
             );
             assert!(run.stderr().contains("^"), "{what}: a snippet: {run}");
+            match &first {
+                None => {
+                    report.push_str(&format!("## {what}\n{}\n", env.scrub(run.stderr())));
+                    first = Some(run.stderr().to_owned());
+                }
+                Some(f) => assert_eq!(run.stderr(), f, "{what} ({cmd}): {run}"),
+            }
         }
         assert_eq!(proxy.requests(), 0, "{what}: no AWS call");
     }
+    insta::assert_snapshot!("aws_rules_and_contradictions", report);
     // A valid bucket name that AWS would take passes.
     env.write(
         "c.toml",
         format!("{HEAD}[s3_bucket.a]\nname = \"my.bucket-1\"\n"),
     );
     env.ok(["validate", "c.toml"]);
+}
+
+/// Issue 7's secret canary: three unique secrets, one per source and kind (a SecureString
+/// from `from_env`, one from `from_file`, an RDS master password from `from_env`), reach
+/// AWS (read back) but never the output of `apply -vv`, of `STACKWRIGHT_LOG=debug`, of an
+/// apply that fails on the very request carrying them, of a saved plan and its apply,
+/// nor any file Stackwright writes (state, journal, lock, plan).
+#[tokio::test]
+async fn secret_canaries_never_reach_logs_failures_state_or_plans() {
+    const ENV_1: &str = "canary-env-4f2a91";
+    const FILE_1: &str = "canary-file-8c3d27";
+    const PASSWORD: &str = "canaryPw-b71e55";
+    const ENV_2: &str = "canary-env2-6d0b13";
+    const FILE_2: &str = "canary-file2-e95c40";
+    let all = [ENV_1, FILE_1, PASSWORD, ENV_2, FILE_2];
+    let env = TestEnv::new();
+    env.write(
+        "canary.toml",
+        crate::common::rds_stack("canary", "CANARY_DB_PASSWORD")
+            + "[ssm_parameter.env_secret]\nname = \"/canary/ENV_SECRET\"\ntype = \"SecureString\"\nvalue = { from_env = \"CANARY_ENV_SECRET\" }\n\n[ssm_parameter.file_secret]\nname = \"/canary/FILE_SECRET\"\ntype = \"SecureString\"\nvalue = { from_file = \"secrets/file_secret.txt\" }\n",
+    );
+    let mut outputs = String::new();
+    let mut run = |args: &[&str], env_secret: &str, log: Option<&str>| {
+        let run = env.run_with(args, |c| {
+            c.env("CANARY_DB_PASSWORD", PASSWORD)
+                .env("CANARY_ENV_SECRET", env_secret);
+            if let Some(level) = log {
+                c.env("STACKWRIGHT_LOG", level);
+            }
+        });
+        outputs.push_str(run.stdout());
+        outputs.push_str(run.stderr());
+        run
+    };
+
+    // 1. A failing apply: the fault proxy refuses exactly the requests that carry the
+    //    file secret (PutParameter) and the master password (CreateDBInstance).
+    env.write("secrets/file_secret.txt", format!("{FILE_1}\n"));
+    let proxy = env.proxy();
+    proxy.fail_matching(FILE_1, Fault::AccessDenied);
+    proxy.fail_matching(PASSWORD, Fault::AccessDenied);
+    let failed = run(
+        &["-vv", "apply", "canary.toml", "--auto-approve"],
+        ENV_1,
+        None,
+    );
+    failed
+        .assert_code(1)
+        .assert_stderr_contains("Apply failed.");
+    for needle in [
+        "ssm_parameter.file_secret: create failed: AccessDenied",
+        "rds_instance.db: create failed: AccessDenied",
+    ] {
+        assert!(
+            failed.stdout().contains(needle) || failed.stderr().contains(needle),
+            "{needle}: {failed}"
+        );
+    }
+    assert!(proxy.faults() >= 2, "{failed}");
+    // -vv did log.
+    assert!(failed.stderr().contains("DEBUG"), "{failed}");
+    assert_eq!(
+        secure(&env, "/canary/ENV_SECRET").await.as_deref(),
+        Some(ENV_1)
+    );
+
+    // 2. The same apply with STACKWRIGHT_LOG=debug and no fault: everything is created.
+    proxy.clear_faults();
+    let debug = run(
+        &["apply", "canary.toml", "--auto-approve"],
+        ENV_1,
+        Some("debug"),
+    );
+    debug.assert_success();
+    assert!(debug.stderr().contains("DEBUG"), "{debug}");
+    assert_eq!(
+        secure(&env, "/canary/FILE_SECRET").await.as_deref(),
+        Some(FILE_1)
+    );
+
+    // 3. New values of both parameters, through a saved plan.
+    env.write("secrets/file_secret.txt", format!("{FILE_2}\n"));
+    run(
+        &["-vv", "plan", "canary.toml", "--out", "canary.plan"],
+        ENV_2,
+        None,
+    )
+    .assert_success()
+    .assert_stdout_contains("(sensitive value changed)");
+    run(&["-vv", "show", "canary.plan", "--json"], ENV_2, None).assert_success();
+    run(&["-vv", "apply", "canary.plan", "--json"], ENV_2, None).assert_success();
+    assert_eq!(
+        secure(&env, "/canary/ENV_SECRET").await.as_deref(),
+        Some(ENV_2)
+    );
+    assert_eq!(
+        secure(&env, "/canary/FILE_SECRET").await.as_deref(),
+        Some(FILE_2)
+    );
+    run(
+        &["-vv", "plan", "canary.toml", "--json"],
+        ENV_2,
+        Some("trace"),
+    )
+    .assert_success();
+
+    for secret in all {
+        assert!(
+            !outputs.contains(secret),
+            "{secret} leaked to output:\n{outputs}"
+        );
+    }
+    let files = env.list_files_recursive();
+    assert!(files.contains(&"canary.plan".to_owned()), "{files:?}");
+    assert!(files.contains(&"state/canary.json".to_owned()), "{files:?}");
+    for file in files {
+        if file == "canary.toml" || file.starts_with("secrets/") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(env.path(&file)).unwrap()).into_owned();
+        for secret in all {
+            assert!(!text.contains(secret), "{secret} leaked into {file}");
+        }
+    }
+}
+
+async fn secure(env: &TestEnv, name: &str) -> Option<String> {
+    let out = env
+        .ssm()
+        .await
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .ok()?;
+    out.parameter().and_then(|p| p.value()).map(str::to_owned)
+}
+
+/// A misspelt secret-source key gets a did-you-mean, as every other unknown key does.
+#[test]
+fn misspelt_secret_source_key_gets_a_did_you_mean() {
+    let env = TestEnv::new();
+    env.write(
+        "bad.toml",
+        SECRET_STACK.replace(
+            "{ from_env = \"SAFE_KEY\" }",
+            "{ from_envv = \"SAFE_KEY\" }",
+        ),
+    );
+    env.run(["validate", "bad.toml", "--env", "dev"])
+        .assert_code(1)
+        .assert_stderr_contains("unknown key `from_envv` in a secret source")
+        .assert_stderr_contains("did you mean `from_env`?");
 }
