@@ -278,6 +278,51 @@ depends_on = ["s3_bucket.b"]
     }
 
     #[test]
+    fn a_resource_exists_only_in_its_environments() {
+        let text =
+            format!("{BASE}[s3_bucket.audit]\nname = \"w-audit\"\nenvironments = [\"prod\"]\n");
+        assert!(
+            load_str(&text, Some("prod"), &[])
+                .unwrap()
+                .resources
+                .contains_key("s3_bucket.audit")
+        );
+        let dev = load_str(&text, Some("dev"), &[]).unwrap();
+        assert!(!dev.resources.contains_key("s3_bucket.audit"));
+        assert!(dev.resources.contains_key("s3_bucket.b"));
+
+        // A resource of every environment cannot refer to a prod-only one.
+        let refers = format!(
+            "{text}[ssm_parameter.q]\nname = \"/w/q\"\nvalue = \"${{s3_bucket.audit.arn}}\"\n"
+        );
+        let e = load_str(&refers, Some("dev"), &[]).unwrap_err().to_string();
+        assert!(e.contains("exists only in prod (this is --env dev)"), "{e}");
+        assert!(load_str(&refers, Some("prod"), &[]).is_ok());
+        let depends = format!(
+            "{text}[ssm_parameter.q]\nname = \"/w/q\"\nvalue = \"x\"\ndepends_on = [\"s3_bucket.audit\"]\n"
+        );
+        let e = load_str(&depends, Some("dev"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exists only in prod"), "{e}");
+
+        // A misspelt environment is refused whichever one is chosen.
+        let typo = text.replace("[\"prod\"]", "[\"prdo\"]");
+        let e = load_str(&typo, Some("dev"), &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("`prdo` is not an environment") && e.contains("did you mean `prod`?"),
+            "{e}"
+        );
+        let empty = text.replace("[\"prod\"]", "[]");
+        assert!(
+            load_str(&empty, Some("dev"), &[])
+                .unwrap_err()
+                .to_string()
+                .contains("is empty")
+        );
+    }
+
+    #[test]
     fn whole_string_variables_keep_their_type() {
         let text = BASE.replace("[s3_bucket.b]\n", "[rds_instance.d]\nidentifier = \"d\"\nengine = \"postgres\"\ninstance_class = \"x\"\nallocated_storage = \"${var.size}\"\nmaster_username = \"u\"\nmaster_password = { from_file = \"pw\" }\n[s3_bucket.b]\n");
         let dir = tempfile::tempdir().unwrap();

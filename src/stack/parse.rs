@@ -18,7 +18,7 @@ use crate::error::{Diagnostic, Location, suggest};
 use crate::providers::{Attr, Schema, SecretMode, Ty, registry};
 use crate::secret::SecretString;
 
-const META_KEYS: &[&str] = &["depends_on", "lifecycle"];
+const META_KEYS: &[&str] = &["depends_on", "lifecycle", "environments"];
 const TOP_KEYS: &[&str] = &[
     "stack",
     "vars",
@@ -38,6 +38,9 @@ struct Cx<'a> {
     vars: BTreeMap<String, Value>,
     /// `false` for `validate`: secret sources are checked for shape, never read.
     read_secrets: bool,
+    /// Resources left out of the chosen environment by their `environments` list, with
+    /// that list: a reference to one gets a clear error, not "not declared".
+    skipped: BTreeMap<String, Vec<String>>,
 }
 
 impl Cx<'_> {
@@ -206,6 +209,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         region: None,
         vars: BTreeMap::new(),
         read_secrets: !opts.offline,
+        skipped: BTreeMap::new(),
     };
     let reg = registry();
     let kinds: Vec<&str> = reg.kinds().collect();
@@ -405,6 +409,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     // Every resource's errors are collected, so a file with several mistakes reports them
     // all at once (in file order) rather than one per run.
     let mut errors = Vec::new();
+    let mut skipped = BTreeMap::new();
     for (top, tspan, v) in entries(root) {
         match top {
             "stack" | "vars" | "env" => {}
@@ -473,6 +478,17 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
                     }
                 };
                 for (n, nspan, body) in entries(body) {
+                    match only_in(&cx, &environments, body) {
+                        Ok(Some(envs)) if !envs.iter().any(|e| Some(e) == cx.env.as_ref()) => {
+                            skipped.insert(format!("{kind}.{n}"), envs);
+                            continue;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            errors.push(e);
+                            continue;
+                        }
+                    }
                     match resource(&cx, kind, kind, n, nspan, body, p.schema(), true) {
                         Ok(r) => {
                             resources.insert(r.address.clone(), r);
@@ -486,6 +502,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     if let Some(all) = Diagnostic::all(errors) {
         return Err(all);
     }
+    cx.skipped = skipped;
 
     let mut stack = Stack {
         path: path.to_owned(),
@@ -586,6 +603,7 @@ fn resource(
                     .collect();
                 r.attr_spans.insert(k.to_owned(), v.span());
             }
+            "environments" if is_resource => {}
             "lifecycle" if is_resource => {
                 for (lk, lspan, lv) in entries(as_table(cx, v, &format!("{address}.lifecycle"))?) {
                     match (lk, lv.get_ref()) {
@@ -1037,6 +1055,15 @@ fn check_references(cx: &Cx<'_>, stack: &Stack, has_migrations: bool) -> Result<
             if d == "migrations" && has_migrations {
                 continue;
             }
+            if let Some(envs) = cx.skipped.get(d) {
+                return Err(not_in_env(
+                    cx,
+                    r.attr_spans["depends_on"].clone(),
+                    &r.address,
+                    d,
+                    envs,
+                ));
+            }
             if !all.contains(d.as_str()) {
                 let diag = cx.err(
                     r.attr_spans["depends_on"].clone(),
@@ -1055,6 +1082,71 @@ fn check_references(cx: &Cx<'_>, stack: &Stack, has_migrations: bool) -> Result<
 
 /// One reference written at `span` in `from`: its target must be declared and have the
 /// attribute. Returns the target.
+/// A resource's `environments = ["prod"]`: the environments it exists in (`None`: all).
+/// Checked whichever environment is chosen, so a typo shows in dev too.
+fn only_in(
+    cx: &Cx<'_>,
+    declared: &[String],
+    body: &Spanned<DeValue<'_>>,
+) -> Result<Option<Vec<String>>, Diagnostic> {
+    let DeValue::Table(t) = body.get_ref() else {
+        return Ok(None);
+    };
+    let Some(v) = get(t, "environments") else {
+        return Ok(None);
+    };
+    if declared.is_empty() {
+        return Err(cx
+            .err(
+                v.span(),
+                "`environments` on a resource, but the stack declares none",
+            )
+            .hint("add environments = [\"dev\", ...] to [stack], or remove this line"));
+    }
+    let list = str_list(cx, v, "environments")?;
+    if list.is_empty() {
+        return Err(cx
+            .err(
+                v.span(),
+                "`environments` is empty: the resource would exist nowhere",
+            )
+            .hint("name at least one environment, or delete the resource"));
+    }
+    for (e, span) in &list {
+        if !declared.contains(e) {
+            let d = cx.err(
+                span.clone(),
+                format!("`{e}` is not an environment of this stack"),
+            );
+            return Err(match suggest(e, declared.iter().map(String::as_str)) {
+                Some(s) => d.hint(format!("did you mean `{s}`?")),
+                None => d.hint(format!("declared: {}", declared.join(", "))),
+            });
+        }
+    }
+    Ok(Some(list.into_iter().map(|(e, _)| e).collect()))
+}
+
+fn not_in_env(
+    cx: &Cx<'_>,
+    span: Range<usize>,
+    from: &str,
+    to: &str,
+    envs: &[String],
+) -> Diagnostic {
+    let env = cx.env.as_deref().unwrap_or("?");
+    cx.err(
+        span,
+        format!(
+            "`{from}` refers to `{to}`, which exists only in {} (this is --env {env})",
+            envs.join(", ")
+        ),
+    )
+    .hint(format!(
+        "add {env} to the environments of `{to}`, or give `{from}` the same environments"
+    ))
+}
+
 fn check_ref<'s>(
     cx: &Cx<'_>,
     stack: &'s Stack,
@@ -1063,6 +1155,9 @@ fn check_ref<'s>(
     span: Range<usize>,
 ) -> Result<&'s Resource, Diagnostic> {
     let Some(target) = stack.get(&rf.address) else {
+        if let Some(envs) = cx.skipped.get(&rf.address) {
+            return Err(not_in_env(cx, span, from, &rf.address, envs));
+        }
         let all = stack.resources.keys().chain(stack.data.keys());
         let d = cx.err(
             span,
