@@ -25,7 +25,9 @@ use crate::events::{Activity, Event, EventSink};
 use crate::plan::{Action, Change, Plan};
 use crate::providers::{Aws, Cx, Live, Provider, Registry};
 use crate::stack::{Ref, Stack};
-use crate::state::{Backend, Entry, Intent, IntentOp, Journal, OutputValue, ResourceState, State};
+use crate::state::{
+    Backend, Entry, Intent, IntentOp, Journal, OutputValue, ResourceState, State, history,
+};
 use crate::value::{Attrs, Desired};
 
 #[derive(Clone, Debug)]
@@ -81,7 +83,12 @@ pub async fn load_for_write(backend: &dyn Backend) -> anyhow::Result<Option<Stat
         && let Some(mut s) = state
     {
         let expected = on_disk_serial(&s);
-        backend.save(&mut s, expected).await?;
+        let mut d = history::Draft::new("recover");
+        d.note = Some(format!(
+            "folded the journal of an interrupted run ({} intents still open, resolved by the next plan)",
+            s.pending.len()
+        ));
+        backend.save(&mut s, expected, &d).await?;
         tracing::info!(
             serial = s.serial,
             "folded the journal of an interrupted run"
@@ -470,9 +477,10 @@ pub async fn apply<'a>(
             .push(ApplyError::other("outputs", Step::Journal, err));
     }
     let mut state = recorder.state.lock().expect("state lock").clone();
+    let draft = history_draft(plan, stack, aws, &outcome, &recorder.base, &state);
     // Fold the journal into the state file: the one write of this run.
     if recorder.journal.get().is_some()
-        && let Err(e) = backend.save(&mut state, expected).await
+        && let Err(e) = backend.save(&mut state, expected, &draft).await
     {
         outcome.save_error = Some(format!(
             "{e}; everything done is kept in the journal {} and the next run picks it up",
@@ -481,6 +489,60 @@ pub async fn apply<'a>(
     }
     outcome.state = Some(state);
     outcome
+}
+
+/// What this run did, for its history record: every address it touched and how it
+/// ended, the migrations it ran and the snapshot taken first.
+fn history_draft(
+    plan: &Plan,
+    stack: &Stack,
+    aws: &Aws,
+    outcome: &Outcome,
+    base: &State,
+    state: &State,
+) -> history::Draft {
+    let mut d = history::Draft::new(if plan.destroy { "destroy" } else { "apply" });
+    d.stack_digest = Some(plan.stack.digest.clone());
+    d.plan_digest = serde_json::to_vec(plan)
+        .ok()
+        .map(|b| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b)));
+    d.stack_dir = stack.path.parent().map(Into::into);
+    d.caller_arn = aws.identity.get().map(|c| c.arn.clone());
+    for (a, action) in &outcome.completed {
+        if a == "migrations" {
+            if let Some(m) = &plan.migrations {
+                d.migrations = m.pending.clone();
+            }
+            continue;
+        }
+        d = d.touched(a, action.verb(), "done");
+    }
+    for e in &outcome.failed {
+        let action = plan
+            .changes
+            .iter()
+            .find(|c| c.address == e.address)
+            .map_or("operation", |c| c.action.verb());
+        d = d.touched(&e.address, action, "failed");
+    }
+    for (a, _) in &outcome.skipped {
+        let action = plan
+            .changes
+            .iter()
+            .find(|c| &c.address == a)
+            .map_or("operation", |c| c.action.verb());
+        d = d.touched(a, action, "skipped");
+    }
+    for a in &plan.adoptions {
+        d = d.touched(&a.address, "adopt", "done");
+    }
+    let snapshot = crate::operations::migrations::SNAPSHOT_RECORD;
+    if let Some(serde_json::Value::String(id)) = state.records.get(snapshot)
+        && base.records.get(snapshot) != state.records.get(snapshot)
+    {
+        d.snapshots.push(id.clone());
+    }
+    d
 }
 
 /// The outputs to record after a run, or `None` when they are as state has them.

@@ -13,7 +13,7 @@ use crate::events::{Event, EventSink};
 use crate::plan::{self, Plan, PlanOptions, PriorState};
 use crate::providers::{Aws, registry};
 use crate::stack::{self, LoadOptions, Stack};
-use crate::state::{Backend, LocalBackend, State};
+use crate::state::{Backend, LocalBackend, State, history};
 
 pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
     match cmd {
@@ -103,6 +103,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
         Command::Output { stack, name, json } => {
             crate::cli::outputs::run(&stack, name.as_deref(), json).await
         }
+        Command::Audit { stack, json } => crate::cli::audit::run(&stack, json).await,
         Command::Show { plan, json } => {
             let p = plan::file::read(&plan)?;
             if json {
@@ -708,7 +709,12 @@ async fn import(
     let mut st = state.unwrap_or_else(|| State::new(&stack.name, stack.env.as_deref()));
     let expected = st.saved_serial();
     st.resources.insert(address.to_owned(), adoption.resource);
-    backend.save(&mut st, expected).await?;
+    let mut d = history::Draft::new("import").touched(address, "import", "done");
+    d.stack_digest = Some(stack.digest.clone());
+    d.stack_dir = stack.path.parent().map(Into::into);
+    d.caller_arn = aws.identity.get().map(|c| c.arn.clone());
+    d.note = Some(format!("imported `{id}`"));
+    backend.save(&mut st, expected, &d).await?;
     output::success(&format!(
         "Imported {} `{id}` as {address} (state serial {}).",
         r.kind, st.serial

@@ -150,6 +150,16 @@ pub async fn up(args: &StackArgs, flags: MigrateFlags, wait: Duration) -> anyhow
                 let mut st = crate::apply::load_for_write(&backend)
                     .await?
                     .context("state vanished during the migration")?;
+                let mut d = crate::state::history::Draft::new("migrate up");
+                d.stack_digest = Some(stack.digest.clone());
+                d.stack_dir = stack.path.parent().map(Into::into);
+                d.caller_arn = aws.identity.get().map(|c| c.arn.clone());
+                if let Some(Value::String(id)) =
+                    records.get(crate::operations::migrations::SNAPSHOT_RECORD)
+                {
+                    d.snapshots.push(id.clone());
+                }
+                d = d.touched(&decl.database, "migrate", "done");
                 for (k, v) in records {
                     if v.is_null() {
                         st.records.remove(&k);
@@ -158,7 +168,7 @@ pub async fn up(args: &StackArgs, flags: MigrateFlags, wait: Duration) -> anyhow
                     }
                 }
                 let expected = st.saved_serial();
-                backend.save(&mut st, expected).await?;
+                backend.save(&mut st, expected, &d).await?;
             }
             output::success("Migrations complete.");
             Ok(Exit::Success)

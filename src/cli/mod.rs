@@ -5,6 +5,7 @@
 //! `--detailed-exitcode`), 130 interrupted.
 //! All terminal output goes through [`output`], which owns colour and progress display.
 
+mod audit;
 mod commands;
 mod migrate;
 pub mod output;
@@ -190,6 +191,18 @@ pub enum Command {
         /// One output, printed raw (a string without quotes) for `$(stackwright output …)`.
         name: Option<String>,
         /// Print JSON: `{"NAME": {"value": …, "sensitive": false}}`, or the one value.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the state's history (hash chain, and the state file against its last record)
+    /// and print who changed what, when. Exit 1 naming the first record that does not verify.
+    #[command(
+        after_help = "Examples:\n  stackwright audit stacks/webapp.toml --env prod\n  stackwright audit stacks/webapp.toml --env prod --json\n\nThe history is state/<stack>/<env>.history.jsonl, beside the state file: commit both."
+    )]
+    Audit {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Print JSON: `{"verified": …, "broken": {"record": N, "why": …}, "records": […]}`.
         #[arg(long)]
         json: bool,
     },

@@ -71,10 +71,14 @@ impl Aws {
         ));
         let sts = aws_sdk_sts::Client::from_conf(conf.build());
         match sts.get_caller_identity().send().await {
-            Ok(out) => Ok(Caller {
-                account: out.account().unwrap_or_default().to_owned(),
-                arn: out.arn().unwrap_or_default().to_owned(),
-            }),
+            Ok(out) => {
+                let c = Caller {
+                    account: out.account().unwrap_or_default().to_owned(),
+                    arn: out.arn().unwrap_or_default().to_owned(),
+                };
+                let _ = self.identity.set(c.clone());
+                Ok(c)
+            }
             Err(e) => Err(self.explain(aws_err(e))),
         }
     }

@@ -46,6 +46,8 @@ pub struct Aws {
     pub config: SdkConfig,
     clients: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
     retry_partition: RetryPartition,
+    /// Who the credentials are, once [`Aws::caller`] asked (the history records the ARN).
+    pub identity: OnceLock<caller::Caller>,
 }
 
 /// How many times a call is tried before its error is reported, unless `AWS_MAX_ATTEMPTS`
@@ -147,6 +149,7 @@ impl Aws {
             retry_partition: RetryPartition::custom("stackwright")
                 .token_bucket(TokenBucket::unlimited())
                 .build(),
+            identity: OnceLock::new(),
         }
     }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::journal;
 use super::{Backend, LockError, LockInfo, SaveError, State};
+use super::{history, journal};
 
 pub struct LocalBackend {
     pub path: PathBuf,
@@ -95,7 +95,12 @@ impl Backend for LocalBackend {
         Ok(Some(state))
     }
 
-    async fn save(&self, state: &mut State, expected: Option<u64>) -> Result<u64, SaveError> {
+    async fn save(
+        &self,
+        state: &mut State,
+        expected: Option<u64>,
+        draft: &history::Draft,
+    ) -> Result<u64, SaveError> {
         let current = self.read_file()?;
         let found = current.as_ref().map(|s| s.serial);
         let same_lineage = current.as_ref().is_none_or(|c| c.lineage == state.lineage);
@@ -109,6 +114,10 @@ impl Backend for LocalBackend {
         // The only place serial and tool_version change.
         state.serial = expected.unwrap_or(0) + 1;
         state.tool_version = env!("CARGO_PKG_VERSION").to_owned();
+        let hpath = history::path_for(&self.path);
+        history::prepare(&hpath, draft, current.as_ref(), state)
+            .and_then(|line| history::append(&hpath, &line))
+            .with_context(|| format!("cannot append to the history {}", hpath.display()))?;
         write_atomic(&self.path, state.to_json().as_bytes())
             .with_context(|| format!("cannot write state file {}", self.path.display()))?;
         // Folded in now (its base serial no longer matches, so it would be ignored anyway).
@@ -120,6 +129,13 @@ impl Backend for LocalBackend {
         }
         tracing::debug!(serial = state.serial, "state saved");
         Ok(state.serial)
+    }
+
+    async fn audit(&self) -> anyhow::Result<history::Report> {
+        let state = self.read_file()?;
+        let hpath = history::path_for(&self.path);
+        history::verify(&hpath, state.as_ref())
+            .with_context(|| format!("cannot read the history {}", hpath.display()))
     }
 
     async fn lock(&self, operation: &str, timeout: Duration) -> Result<LockGuard, LockError> {
@@ -228,11 +244,19 @@ mod tests {
         let b = LocalBackend::new(dir.path().join("s/dev.json"));
         assert!(b.load().await.unwrap().is_none());
         let mut s = State::new("s", Some("dev"));
-        assert_eq!(b.save(&mut s, None).await.unwrap(), 1);
+        assert_eq!(
+            b.save(&mut s, None, &history::Draft::new("test"))
+                .await
+                .unwrap(),
+            1
+        );
         assert_eq!(b.load().await.unwrap().unwrap(), s);
         // A writer that expected another serial loses, and nothing is overwritten.
         let mut other = s.clone();
-        let err = b.save(&mut other, Some(7)).await.unwrap_err();
+        let err = b
+            .save(&mut other, Some(7), &history::Draft::new("test"))
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, SaveError::Conflict { found: Some(1), .. }),
             "{err}"
@@ -272,7 +296,9 @@ mod tests {
         let mut loaded = b.load().await.unwrap().expect("journal-only state");
         assert_eq!(loaded.lineage, state.lineage);
         assert_eq!(loaded.records["k"], 1);
-        b.save(&mut loaded, None).await.unwrap();
+        b.save(&mut loaded, None, &history::Draft::new("test"))
+            .await
+            .unwrap();
         assert!(!b.journal_path().exists());
         assert_eq!(b.load().await.unwrap().unwrap(), loaded);
     }

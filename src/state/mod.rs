@@ -7,6 +7,7 @@
 //! fixed when the state is born and `serial` grows with every write, so a saved plan can
 //! tell whether the state moved on (Terraform's model). Storage sits behind [`Backend`].
 
+pub mod history;
 pub mod journal;
 pub mod local;
 
@@ -45,6 +46,10 @@ pub struct State {
     /// Empty after every run that finished; the next plan resolves them (adoption).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending: BTreeMap<String, Intent>,
+    /// The history record that produced this state (its hash), so that editing or dropping
+    /// the last record is evident too (see [`history`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<history::Head>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -120,6 +125,7 @@ impl State {
             records: BTreeMap::new(),
             outputs: BTreeMap::new(),
             pending: BTreeMap::new(),
+            history: None,
         }
     }
 
@@ -235,7 +241,17 @@ pub trait Backend: Send + Sync {
     /// The one writer: checks that the stored state is still at `expected` (its serial, or
     /// `None` for "no state yet"), bumps `serial` and `tool_version`, writes atomically, and
     /// removes a journal that is now folded in. Returns the new serial.
-    async fn save(&self, state: &mut State, expected: Option<u64>) -> Result<u64, SaveError>;
+    ///
+    /// Every write appends one record to the state's history (`draft` says what the command
+    /// did), durably and before the state file, so no state is written without its record.
+    async fn save(
+        &self,
+        state: &mut State,
+        expected: Option<u64>,
+        draft: &history::Draft,
+    ) -> Result<u64, SaveError>;
+    /// Verifies the history against the state as stored (no journal replayed).
+    async fn audit(&self) -> anyhow::Result<history::Report>;
     /// Takes the exclusive lock for a run that writes, waiting up to `timeout`; released
     /// when the guard drops, and by the OS when the process dies.
     async fn lock(&self, operation: &str, timeout: Duration) -> Result<LockGuard, LockError>;
