@@ -135,7 +135,9 @@ impl Provider for Alb {
             ("name", Value::String(n)) => check_name("a load balancer", n),
             ("idle_timeout", Value::Number(n)) => match n.as_i64() {
                 Some(1..=4000) => Ok(()),
-                _ => Err(format!("idle_timeout {n} is out of range: use 1 to 4000 seconds")),
+                _ => Err(format!(
+                    "idle_timeout {n} is out of range: use 1 to 4000 seconds"
+                )),
             },
             ("subnets", Value::Array(items)) if items.len() < 2 => Err(format!(
                 "an Application Load Balancer needs subnets in at least two zones, found {}; use \"${{data.subnets.NAME.ids}}\"",
@@ -166,9 +168,14 @@ impl Provider for Alb {
         let Some(lb) = describe(cx.aws, id).await? else {
             return Ok(None);
         };
-        let attrs = if ["idle_timeout", "deletion_protection", "drop_invalid_header_fields", "access_logs"]
-            .iter()
-            .any(|a| cx.wants(a))
+        let attrs = if [
+            "idle_timeout",
+            "deletion_protection",
+            "drop_invalid_header_fields",
+            "access_logs",
+        ]
+        .iter()
+        .any(|a| cx.wants(a))
         {
             Some(lb_attributes(cx.aws, id).await?)
         } else {
@@ -214,12 +221,10 @@ impl Provider for Alb {
                 .to_owned(),
             // A retry after a lost reply (with other settings than AWS's idempotent
             // match) meets the name taken: ours only when it carries this address and lineage.
-            Err(e) if e.is("DuplicateLoadBalancerName") => {
-                match ours_by_name(cx, name).await? {
-                    Some(arn) => arn,
-                    None => return Err(e),
-                }
-            }
+            Err(e) if e.is("DuplicateLoadBalancerName") => match ours_by_name(cx, name).await? {
+                Some(arn) => arn,
+                None => return Err(e),
+            },
             Err(e) => return Err(e),
         };
         cx.created(&arn);
@@ -260,7 +265,9 @@ impl Provider for Alb {
                         .await
                         .map_err(aws_err)?;
                 }
-                "idle_timeout" | "deletion_protection" | "drop_invalid_header_fields"
+                "idle_timeout"
+                | "deletion_protection"
+                | "drop_invalid_header_fields"
                 | "access_logs" => attrs_changed.push(attr.as_str()),
                 "tags" => {
                     let have = user_tags(&tags_of(cx.aws, id).await?);
@@ -301,9 +308,11 @@ impl Provider for Alb {
         // Deleting releases the network interfaces a little later; its security groups
         // wait that out themselves (DependencyViolation).
         let aws = cx.aws;
-        super::wait_for(cx, &format!("load balancer {id} to be deleted"), || async move {
-            Ok(describe(aws, id).await?.map(|_| "deleting".to_owned()))
-        })
+        super::wait_for(
+            cx,
+            &format!("load balancer {id} to be deleted"),
+            || async move { Ok(describe(aws, id).await?.map(|_| "deleting".to_owned())) },
+        )
         .await
     }
 }
@@ -461,10 +470,7 @@ pub(super) async fn sync_tags(
 /// Every load balancer of the account and region (pages followed).
 pub(super) async fn all_load_balancers(aws: &Aws) -> Result<Vec<LoadBalancer>> {
     let mut out = Vec::new();
-    let mut pages = elbv2(aws)
-        .describe_load_balancers()
-        .into_paginator()
-        .send();
+    let mut pages = elbv2(aws).describe_load_balancers().into_paginator().send();
     while let Some(page) = pages.next().await {
         out.extend(page.map_err(aws_err)?.load_balancers().iter().cloned());
     }
@@ -503,24 +509,32 @@ async fn ours_by_name(cx: &Cx<'_>, name: &str) -> Result<Option<String>> {
 
 async fn wait_active(cx: &Cx<'_>, arn: &str) -> Result<()> {
     let aws = cx.aws;
-    super::wait_for(cx, &format!("load balancer {arn} to be active"), || async move {
-        let lb = describe(aws, arn).await?.ok_or_else(|| {
-            AwsError::local(format!("load balancer {arn} disappeared while it was created"))
-        })?;
-        let state = lb
-            .state()
-            .and_then(|s| s.code())
-            .map(|c| c.as_str().to_owned())
-            .unwrap_or_else(|| "provisioning".to_owned());
-        match state.as_str() {
-            "active" => Ok(None),
-            "failed" => Err(AwsError::local(format!(
-                "load balancer {arn} failed to provision: {}",
-                lb.state().and_then(|s| s.reason()).unwrap_or("no reason given")
-            ))),
-            _ => Ok(Some(state)),
-        }
-    })
+    super::wait_for(
+        cx,
+        &format!("load balancer {arn} to be active"),
+        || async move {
+            let lb = describe(aws, arn).await?.ok_or_else(|| {
+                AwsError::local(format!(
+                    "load balancer {arn} disappeared while it was created"
+                ))
+            })?;
+            let state = lb
+                .state()
+                .and_then(|s| s.code())
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_else(|| "provisioning".to_owned());
+            match state.as_str() {
+                "active" => Ok(None),
+                "failed" => Err(AwsError::local(format!(
+                    "load balancer {arn} failed to provision: {}",
+                    lb.state()
+                        .and_then(|s| s.reason())
+                        .unwrap_or("no reason given")
+                ))),
+                _ => Ok(Some(state)),
+            }
+        },
+    )
     .await
 }
 
@@ -592,7 +606,10 @@ fn live_of(
 ) -> Live {
     let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
     let mut a = Attrs::new();
-    a.insert("name".into(), json!(lb.load_balancer_name().unwrap_or_default()));
+    a.insert(
+        "name".into(),
+        json!(lb.load_balancer_name().unwrap_or_default()),
+    );
     a.insert(
         "internal".into(),
         json!(lb.scheme() == Some(&LoadBalancerSchemeEnum::Internal)),
@@ -665,10 +682,26 @@ mod tests {
     fn names_follow_aws_rules() {
         assert!(check_name("a load balancer", "web-dev-1").is_ok());
         let long = "a".repeat(33);
-        assert!(check_name("a load balancer", &long).unwrap_err().contains("1 to 32"));
-        assert!(check_name("a load balancer", "web_dev").unwrap_err().contains("'_'"));
-        assert!(check_name("a load balancer", "-web").unwrap_err().contains("hyphen"));
-        assert!(check_name("a load balancer", "web-").unwrap_err().contains("hyphen"));
+        assert!(
+            check_name("a load balancer", &long)
+                .unwrap_err()
+                .contains("1 to 32")
+        );
+        assert!(
+            check_name("a load balancer", "web_dev")
+                .unwrap_err()
+                .contains("'_'")
+        );
+        assert!(
+            check_name("a load balancer", "-web")
+                .unwrap_err()
+                .contains("hyphen")
+        );
+        assert!(
+            check_name("a load balancer", "web-")
+                .unwrap_err()
+                .contains("hyphen")
+        );
         assert!(
             check_name("a load balancer", "internal-web")
                 .unwrap_err()
@@ -679,11 +712,15 @@ mod tests {
     #[test]
     fn arn_suffixes_are_what_cloudwatch_takes() {
         assert_eq!(
-            arn_suffix("arn:aws:elasticloadbalancing:us-east-1:123:loadbalancer/app/web/50dc6c495c0c9188"),
+            arn_suffix(
+                "arn:aws:elasticloadbalancing:us-east-1:123:loadbalancer/app/web/50dc6c495c0c9188"
+            ),
             "app/web/50dc6c495c0c9188"
         );
         assert_eq!(
-            arn_suffix("arn:aws:elasticloadbalancing:us-east-1:123:targetgroup/blue/73e2d6bc24d8a067"),
+            arn_suffix(
+                "arn:aws:elasticloadbalancing:us-east-1:123:targetgroup/blue/73e2d6bc24d8a067"
+            ),
             "targetgroup/blue/73e2d6bc24d8a067"
         );
     }

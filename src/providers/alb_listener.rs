@@ -15,9 +15,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, Certificate, FixedResponseActionConfig, ForwardActionConfig,
-    Listener, ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum,
-    TargetGroupTuple,
+    Action, ActionTypeEnum, Certificate, FixedResponseActionConfig, ForwardActionConfig, Listener,
+    ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum, TargetGroupTuple,
 };
 use serde_json::{Value, json};
 
@@ -178,7 +177,11 @@ impl Provider for AlbListener {
         desired: &BTreeMap<String, Desired>,
     ) -> std::result::Result<ChangeNotes, String> {
         let known = |k: &str| desired.get(k).and_then(Desired::known);
-        let set = |k: &str| desired.get(k).is_some_and(|d| d.known() != Some(&Value::Null));
+        let set = |k: &str| {
+            desired
+                .get(k)
+                .is_some_and(|d| d.known() != Some(&Value::Null))
+        };
         let https = known("protocol").and_then(Value::as_str) == Some("HTTPS");
         if https && !set("certificate_arn") {
             return Err(
@@ -243,13 +246,35 @@ impl Provider for AlbListener {
             .set_tags(Some(create_tags(cx, input)))
             .send()
             .await
-            .map_err(aws_err)?;
-        let arn = out
-            .listeners()
-            .first()
-            .and_then(|l| l.listener_arn())
-            .ok_or_else(|| AwsError::local("CreateListener returned no ARN"))?
-            .to_owned();
+            .map_err(aws_err);
+        let port = port_of(input)?;
+        let arn = match out {
+            Ok(out) => out
+                .listeners()
+                .first()
+                .and_then(|l| l.listener_arn())
+                .ok_or_else(|| AwsError::local("CreateListener returned no ARN"))?
+                .to_owned(),
+            // A retry after a lost reply meets its own first attempt on the port: ours only
+            // when it carries this address and lineage.
+            Err(e) if e.is("DuplicateListener") => {
+                let on_port: Vec<String> = listeners_of(cx.aws, lb)
+                    .await?
+                    .iter()
+                    .filter(|l| l.port() == Some(port))
+                    .filter_map(|l| l.listener_arn().map(str::to_owned))
+                    .collect();
+                match find_tagged(cx.aws, &on_port, cx.address, cx.lineage).await? {
+                    Some(arn) => arn,
+                    None => {
+                        return Err(AwsError::local(format!(
+                            "{lb} already has a listener on port {port} that this stack did not create: import it (stackwright import) or choose another port ({e})"
+                        )));
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
         cx.created(&arn);
         read_back(self, cx, &arn).await
     }
@@ -285,7 +310,12 @@ impl Provider for AlbListener {
     }
 
     async fn delete(&self, cx: &Cx<'_>, id: &str, _prior: &Attrs) -> Result<()> {
-        match elbv2(cx.aws).delete_listener().listener_arn(id).send().await {
+        match elbv2(cx.aws)
+            .delete_listener()
+            .listener_arn(id)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => match aws_err(e) {
                 e if e.is("ListenerNotFound") => Ok(()),
@@ -309,7 +339,12 @@ fn certificates(input: &Resolved) -> Option<Vec<Certificate>> {
 }
 
 async fn describe(aws: &Aws, arn: &str) -> Result<Option<Listener>> {
-    match elbv2(aws).describe_listeners().listener_arns(arn).send().await {
+    match elbv2(aws)
+        .describe_listeners()
+        .listener_arns(arn)
+        .send()
+        .await
+    {
         Ok(out) => Ok(out.listeners().first().cloned()),
         Err(e) => match aws_err(e) {
             e if e.is("ListenerNotFound") || e.is("ValidationError") => Ok(None),
@@ -322,17 +357,22 @@ async fn describe(aws: &Aws, arn: &str) -> Result<Option<Listener>> {
 pub(super) async fn all_listeners(aws: &Aws) -> Result<Vec<Listener>> {
     let mut out = Vec::new();
     for lb in all_load_balancers(aws).await? {
-        let Some(arn) = lb.load_balancer_arn() else {
-            continue;
-        };
-        let mut pages = elbv2(aws)
-            .describe_listeners()
-            .load_balancer_arn(arn)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            out.extend(page.map_err(aws_err)?.listeners().iter().cloned());
+        if let Some(arn) = lb.load_balancer_arn() {
+            out.extend(listeners_of(aws, arn).await?);
         }
+    }
+    Ok(out)
+}
+
+async fn listeners_of(aws: &Aws, lb: &str) -> Result<Vec<Listener>> {
+    let mut out = Vec::new();
+    let mut pages = elbv2(aws)
+        .describe_listeners()
+        .load_balancer_arn(lb)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        out.extend(page.map_err(aws_err)?.listeners().iter().cloned());
     }
     Ok(out)
 }
@@ -357,10 +397,7 @@ fn live_of(l: &Listener, tags: Option<&BTreeMap<String, String>>) -> Live {
     {
         a.insert("ssl_policy".into(), json!(p));
     }
-    a.insert(
-        "default_action".into(),
-        actions_value(l.default_actions()),
-    );
+    a.insert("default_action".into(), actions_value(l.default_actions()));
     if let Some(tags) = tags {
         a.insert("tags".into(), tags_value(tags));
     }
@@ -393,7 +430,9 @@ pub(super) fn canonical_action(v: &Value) -> Value {
         }
     };
     match kind {
-        "target_group" => json!({ "forward": [{ "target_group": m["target_group"], "weight": 1 }] }),
+        "target_group" => {
+            json!({ "forward": [{ "target_group": m["target_group"], "weight": 1 }] })
+        }
         "forward" => {
             let Value::Array(items) = &m["forward"] else {
                 return v.clone();
@@ -666,7 +705,10 @@ mod tests {
     fn every_spelling_of_a_forward_is_one_table() {
         let one = json!({ "forward": [{ "target_group": BLUE, "weight": 1 }] });
         assert_eq!(canonical_action(&json!({ "target_group": BLUE })), one);
-        assert_eq!(canonical_action(&json!({ "forward": [{ "target_group": BLUE }] })), one);
+        assert_eq!(
+            canonical_action(&json!({ "forward": [{ "target_group": BLUE }] })),
+            one
+        );
         assert_eq!(
             canonical_action(&json!({ "forward": [{ "target_group": BLUE, "weight": 100 }] })),
             one
@@ -677,7 +719,12 @@ mod tests {
             .target_group_arn(BLUE)
             .forward_config(
                 ForwardActionConfig::builder()
-                    .target_groups(TargetGroupTuple::builder().target_group_arn(BLUE).weight(1).build())
+                    .target_groups(
+                        TargetGroupTuple::builder()
+                            .target_group_arn(BLUE)
+                            .weight(1)
+                            .build(),
+                    )
                     .build(),
             )
             .build();
@@ -708,22 +755,30 @@ mod tests {
         let err = |v: Value| check_action(&v).unwrap_err();
         assert!(err(json!({})).contains("found none"));
         assert!(
-            err(json!({ "target_group": BLUE, "redirect": {} })).contains("target_group and redirect")
+            err(json!({ "target_group": BLUE, "redirect": {} }))
+                .contains("target_group and redirect")
         );
-        let six: Vec<Value> = (0..6).map(|i| json!({ "target_group": format!("tg{i}") })).collect();
+        let six: Vec<Value> = (0..6)
+            .map(|i| json!({ "target_group": format!("tg{i}") }))
+            .collect();
         assert!(err(json!({ "forward": six })).contains("at most 5"));
         assert!(
-            err(json!({ "forward": [{ "target_group": BLUE, "weight": 1000 }] })).contains("0 to 999")
+            err(json!({ "forward": [{ "target_group": BLUE, "weight": 1000 }] }))
+                .contains("0 to 999")
         );
-        assert!(err(json!({ "forward": [
+        assert!(
+            err(json!({ "forward": [
             { "target_group": BLUE, "weight": 0 }, { "target_group": GREEN, "weight": 0 },
         ] }))
-        .contains("every forward weight is 0"));
+            .contains("every forward weight is 0")
+        );
         // An unknown weight (a reference) may be anything: not "all zero".
-        assert!(check_action(&json!({ "forward": [
+        assert!(
+            check_action(&json!({ "forward": [
             { "target_group": null, "weight": 0 }, { "target_group": null, "weight": null },
         ] }))
-        .is_ok());
+            .is_ok()
+        );
         assert!(
             err(json!({ "forward": [{ "target_group": BLUE }, { "target_group": BLUE }] }))
                 .contains("twice")
@@ -741,11 +796,31 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), Desired::Known(v.clone())))
                 .collect()
         };
-        assert!(p.check_change(None, &d(&[("protocol", json!("HTTPS"))])).unwrap_err().contains("certificate_arn"));
-        assert!(p.check_change(None, &d(&[("protocol", json!("HTTPS")), ("certificate_arn", json!("arn:aws:acm:x"))])).is_ok());
+        assert!(
+            p.check_change(None, &d(&[("protocol", json!("HTTPS"))]))
+                .unwrap_err()
+                .contains("certificate_arn")
+        );
+        assert!(
+            p.check_change(
+                None,
+                &d(&[
+                    ("protocol", json!("HTTPS")),
+                    ("certificate_arn", json!("arn:aws:acm:x"))
+                ])
+            )
+            .is_ok()
+        );
         let mut unknown = d(&[("protocol", json!("HTTPS"))]);
         unknown.insert("certificate_arn".into(), Desired::Unknown);
         assert!(p.check_change(None, &unknown).is_ok());
-        assert!(p.check_change(None, &d(&[("protocol", json!("HTTP")), ("ssl_policy", json!("x"))])).unwrap_err().contains("only for HTTPS"));
+        assert!(
+            p.check_change(
+                None,
+                &d(&[("protocol", json!("HTTP")), ("ssl_policy", json!("x"))])
+            )
+            .unwrap_err()
+            .contains("only for HTTPS")
+        );
     }
 }

@@ -17,7 +17,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use serde_json::{Value, json};
 
 use super::alb::{create_tags, elbv2, find_tagged, sync_tags, tags_of, user_tags};
-use super::alb_listener::{ACTION, action_of, actions_value, all_listeners, canonical_action, check_action};
+use super::alb_listener::{
+    ACTION, action_of, actions_value, all_listeners, canonical_action, check_action,
+};
 use super::toolkit::{read_back, tags_value};
 use super::{Attr, Aws, AwsError, Cx, Live, Provider, Result, Schema, Ty, aws_err};
 use crate::value::{Attrs, Desired, Resolved};
@@ -119,9 +121,13 @@ impl Provider for AlbListenerRule {
             ("conditions", Value::Object(m)) => {
                 let lists = |k: &str| m.get(k).and_then(Value::as_array).map(Vec::len);
                 let headers = m.get("http_header").and_then(Value::as_array);
-                let mut count = lists("path_pattern").unwrap_or(0) + lists("host_header").unwrap_or(0);
+                let mut count =
+                    lists("path_pattern").unwrap_or(0) + lists("host_header").unwrap_or(0);
                 for h in headers.into_iter().flatten() {
-                    let n = h.get("values").and_then(Value::as_array).map_or(0, Vec::len);
+                    let n = h
+                        .get("values")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len);
                     if n == 0 {
                         return Err("an http_header condition needs at least one value".into());
                     }
@@ -129,7 +135,9 @@ impl Provider for AlbListenerRule {
                 }
                 for k in ["path_pattern", "host_header"] {
                     if lists(k) == Some(0) {
-                        return Err(format!("{k} = [] matches nothing: give values or remove it"));
+                        return Err(format!(
+                            "{k} = [] matches nothing: give values or remove it"
+                        ));
                     }
                 }
                 if count == 0 {
@@ -202,13 +210,41 @@ impl Provider for AlbListenerRule {
             .set_tags(Some(create_tags(cx, input)))
             .send()
             .await
-            .map_err(aws_err)?;
-        let arn = out
-            .rules()
-            .first()
-            .and_then(|r| r.rule_arn())
-            .ok_or_else(|| AwsError::local("CreateRule returned no ARN"))?
-            .to_owned();
+            .map_err(aws_err);
+        let arn = match out {
+            Ok(out) => out
+                .rules()
+                .first()
+                .and_then(|r| r.rule_arn())
+                .ok_or_else(|| AwsError::local("CreateRule returned no ARN"))?
+                .to_owned(),
+            // A retry after a lost reply meets its own first attempt at the priority: ours
+            // only when it carries this address and lineage.
+            Err(e) if e.is("PriorityInUse") => {
+                let priority = priority_of(input)?.to_string();
+                let out = elbv2(cx.aws)
+                    .describe_rules()
+                    .listener_arn(listener)
+                    .send()
+                    .await
+                    .map_err(aws_err)?;
+                let taken: Vec<String> = out
+                    .rules()
+                    .iter()
+                    .filter(|r| r.priority() == Some(priority.as_str()))
+                    .filter_map(|r| r.rule_arn().map(str::to_owned))
+                    .collect();
+                match find_tagged(cx.aws, &taken, cx.address, cx.lineage).await? {
+                    Some(arn) => arn,
+                    None => {
+                        return Err(AwsError::local(format!(
+                            "priority {priority} of listener {listener} is taken by a rule this stack did not create: choose another priority or import that rule ({e})"
+                        )));
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
         cx.created(&arn);
         read_back(self, cx, &arn).await
     }
@@ -430,7 +466,10 @@ async fn describe(aws: &Aws, arn: &str) -> Result<Option<Rule>> {
 fn live_of(r: &Rule, arn: &str, tags: Option<&BTreeMap<String, String>>) -> Live {
     let mut a = Attrs::new();
     // A rule's ARN is its listener's with `listener-rule` and one more path segment.
-    if let Some((listener, _)) = arn.replacen(":listener-rule/", ":listener/", 1).rsplit_once('/') {
+    if let Some((listener, _)) = arn
+        .replacen(":listener-rule/", ":listener/", 1)
+        .rsplit_once('/')
+    {
         a.insert("listener".into(), json!(listener));
     }
     if let Some(p) = r.priority().and_then(|p| p.parse::<i64>().ok()) {
@@ -491,13 +530,31 @@ mod tests {
     #[test]
     fn priorities_and_conditions_are_checked() {
         let p = AlbListenerRule;
-        assert!(p.check_attr("priority", &json!(0)).unwrap_err().contains("1 to 50000"));
+        assert!(
+            p.check_attr("priority", &json!(0))
+                .unwrap_err()
+                .contains("1 to 50000")
+        );
         assert!(p.check_attr("priority", &json!(50001)).is_err());
         assert!(p.check_attr("priority", &json!(100)).is_ok());
-        assert!(p.check_attr("conditions", &json!({})).unwrap_err().contains("at least one condition"));
-        assert!(p.check_attr("conditions", &json!({ "path_pattern": [] })).is_err());
+        assert!(
+            p.check_attr("conditions", &json!({}))
+                .unwrap_err()
+                .contains("at least one condition")
+        );
+        assert!(
+            p.check_attr("conditions", &json!({ "path_pattern": [] }))
+                .is_err()
+        );
         let six = json!({ "path_pattern": ["/1", "/2", "/3"], "host_header": ["a", "b", "c"] });
-        assert!(p.check_attr("conditions", &six).unwrap_err().contains("at most 5"));
-        assert!(p.check_attr("conditions", &json!({ "path_pattern": [null] })).is_ok());
+        assert!(
+            p.check_attr("conditions", &six)
+                .unwrap_err()
+                .contains("at most 5")
+        );
+        assert!(
+            p.check_attr("conditions", &json!({ "path_pattern": [null] }))
+                .is_ok()
+        );
     }
 }

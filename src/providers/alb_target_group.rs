@@ -45,9 +45,21 @@ enum HcDefault {
 }
 
 static HEALTH_CHECK: &[Attr] = &[
-    Attr::new("path", Ty::String, "Path requested, e.g. \"/ready\" (default \"/\")."),
-    Attr::new("interval", Ty::Int, "Seconds between checks, 5-300 (default 30)."),
-    Attr::new("timeout", Ty::Int, "Seconds before a check fails, 2-120 (default 5)."),
+    Attr::new(
+        "path",
+        Ty::String,
+        "Path requested, e.g. \"/ready\" (default \"/\").",
+    ),
+    Attr::new(
+        "interval",
+        Ty::Int,
+        "Seconds between checks, 5-300 (default 30).",
+    ),
+    Attr::new(
+        "timeout",
+        Ty::Int,
+        "Seconds before a check fails, 2-120 (default 5).",
+    ),
     Attr::new(
         "healthy_threshold",
         Ty::Int,
@@ -66,8 +78,12 @@ static HEALTH_CHECK: &[Attr] = &[
 ];
 
 static STICKINESS: &[Attr] = &[
-    Attr::new("enabled", Ty::Bool, "Load-balancer cookie stickiness on or off.")
-        .default(Default::Bool(true)),
+    Attr::new(
+        "enabled",
+        Ty::Bool,
+        "Load-balancer cookie stickiness on or off.",
+    )
+    .default(Default::Bool(true)),
     Attr::new(
         "duration",
         Ty::Int,
@@ -378,9 +394,9 @@ impl Provider for AlbTargetGroup {
                     Ok(_) => Ok(None),
                     Err(e) => match aws_err(e) {
                         e if e.is("TargetGroupNotFound") => Ok(None),
-                        e if e.is("ResourceInUse") => {
-                            Ok(Some("in use by a listener or rule (ResourceInUse)".to_owned()))
-                        }
+                        e if e.is("ResourceInUse") => Ok(Some(
+                            "in use by a listener or rule (ResourceInUse)".to_owned(),
+                        )),
                         e => Err(e),
                     },
                 }
@@ -477,7 +493,10 @@ fn attribute_updates(input: &Resolved, only: Option<&[&str]>) -> Vec<(String, St
         if on {
             set.push(("stickiness.type".into(), "lb_cookie".into()));
             let d = s.get("duration").and_then(Value::as_i64).unwrap_or(86400);
-            set.push(("stickiness.lb_cookie.duration_seconds".into(), d.to_string()));
+            set.push((
+                "stickiness.lb_cookie.duration_seconds".into(),
+                d.to_string(),
+            ));
         }
     }
     set
@@ -553,7 +572,10 @@ fn live_of(
 ) -> Live {
     let arn = g.target_group_arn().unwrap_or_default().to_owned();
     let mut a = Attrs::new();
-    a.insert("name".into(), json!(g.target_group_name().unwrap_or_default()));
+    a.insert(
+        "name".into(),
+        json!(g.target_group_name().unwrap_or_default()),
+    );
     if let Some(p) = g.port() {
         a.insert("port".into(), json!(p));
     }
@@ -633,7 +655,10 @@ mod tests {
             json!({ "path": "/ready", "interval": 30, "timeout": 5, "healthy_threshold": 5, "unhealthy_threshold": 2, "matcher": "200" })
         );
         assert_eq!(
-            p.canonical("stickiness", &json!({ "enabled": false, "duration": 86400 })),
+            p.canonical(
+                "stickiness",
+                &json!({ "enabled": false, "duration": 86400 })
+            ),
             json!({ "enabled": false })
         );
         assert_eq!(
@@ -645,11 +670,32 @@ mod tests {
     #[test]
     fn health_checks_and_names_are_checked() {
         let p = AlbTargetGroup;
-        assert!(p.check_attr("health_check", &json!({ "path": "/ready", "matcher": "200-299" })).is_ok());
-        assert!(p.check_attr("health_check", &json!({ "path": "ready" })).unwrap_err().contains("start with /"));
-        assert!(p.check_attr("health_check", &json!({ "timeout": 30, "interval": 10 })).unwrap_err().contains("shorter"));
-        assert!(p.check_attr("health_check", &json!({ "matcher": "ok" })).unwrap_err().contains("HTTP codes"));
-        assert!(p.check_attr("health_check", &json!({ "path": null })).is_ok());
+        assert!(
+            p.check_attr(
+                "health_check",
+                &json!({ "path": "/ready", "matcher": "200-299" })
+            )
+            .is_ok()
+        );
+        assert!(
+            p.check_attr("health_check", &json!({ "path": "ready" }))
+                .unwrap_err()
+                .contains("start with /")
+        );
+        assert!(
+            p.check_attr("health_check", &json!({ "timeout": 30, "interval": 10 }))
+                .unwrap_err()
+                .contains("shorter")
+        );
+        assert!(
+            p.check_attr("health_check", &json!({ "matcher": "ok" }))
+                .unwrap_err()
+                .contains("HTTP codes")
+        );
+        assert!(
+            p.check_attr("health_check", &json!({ "path": null }))
+                .is_ok()
+        );
         assert!(p.check_attr("name", &json!("blue_tg")).is_err());
         assert!(p.check_attr("port", &json!(0)).is_err());
         assert!(valid_matcher("200,204"));
@@ -660,7 +706,9 @@ mod tests {
     fn only_a_rename_is_created_beside_the_old_group() {
         let p = AlbTargetGroup;
         let d = BTreeMap::new();
-        let renamed = p.plan_change(None, &d, &["name".into(), "tags".into()]).unwrap();
+        let renamed = p
+            .plan_change(None, &d, &["name".into(), "tags".into()])
+            .unwrap();
         assert!(renamed.create_before_destroy);
         assert_eq!(renamed.requires_replace, ["name"]);
         let port = p.plan_change(None, &d, &["port".into()]).unwrap();
