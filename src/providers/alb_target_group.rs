@@ -479,15 +479,10 @@ fn attribute_updates(input: &Resolved, only: Option<&[&str]>) -> Vec<(String, St
     {
         set.push(("deregistration_delay.timeout_seconds".into(), d.to_string()));
     }
-    // Removing `stickiness` from the stack turns it off (AWS's default).
-    if only.is_some_and(|o| o.contains(&"stickiness")) || input.attrs.contains_key("stickiness") {
-        let s = AlbTargetGroup.canonical(
-            "stickiness",
-            input
-                .attrs
-                .get("stickiness")
-                .unwrap_or(&json!({ "enabled": false })),
-        );
+    if wants("stickiness")
+        && let Some(s) = input.attrs.get("stickiness")
+    {
+        let s = AlbTargetGroup.canonical("stickiness", s);
         let on = s.get("enabled").and_then(Value::as_bool).unwrap_or(false);
         set.push(("stickiness.enabled".into(), on.to_string()));
         if on {
