@@ -605,3 +605,83 @@ async fn a_create_cut_short_before_its_arn_was_recorded_is_found_by_its_tags() {
     env.ok(["plan", "alb.toml", "--detailed-exitcode"])
         .assert_stdout_contains("No changes.");
 }
+
+#[tokio::test]
+async fn redirects_fixed_responses_stickiness_and_access_logs_plan_to_no_changes() {
+    let env = TestEnv::new();
+    let stack = r#"[stack]
+name = "albt"
+region = "us-east-1"
+
+[data.vpc.main]
+default = true
+
+[data.subnets.default]
+vpc = "${data.vpc.main.id}"
+
+[alb.web]
+name = "albt-web"
+subnets = "${data.subnets.default.ids}"
+access_logs = { bucket = "albt-logs", prefix = "web" }
+
+[alb_target_group.blue]
+name = "albt-blue"
+port = 8000
+target_type = "ip"
+vpc = "${data.vpc.main.id}"
+stickiness = { enabled = true, duration = 3600 }
+
+[alb_listener.http]
+load_balancer = "${alb.web.arn}"
+port = 80
+default_action = { redirect = { protocol = "HTTPS", port = 443 } }
+
+[alb_listener_rule.health]
+listener = "${alb_listener.http.arn}"
+priority = 1
+conditions = { path_pattern = ["/lb-health"] }
+action = { fixed_response = { status_code = "200", content_type = "text/plain", message_body = "ok" } }
+"#;
+    env.write("alb.toml", stack);
+    env.ok(["apply", "alb.toml", "--auto-approve"]);
+    env.ok(["plan", "alb.toml", "--detailed-exitcode"])
+        .assert_stdout_contains("No changes.");
+    let client = elbv2(&env).await;
+    let out = client
+        .describe_listeners()
+        .load_balancer_arn(lb_arn(&env).await)
+        .send()
+        .await
+        .unwrap();
+    let listener = out.listeners()[0].clone();
+    let redirect = listener.default_actions()[0].redirect_config().unwrap();
+    assert_eq!(
+        (redirect.protocol(), redirect.port()),
+        (Some("HTTPS"), Some("443"))
+    );
+
+    // The redirect becomes a forward and the idle timeout changes: both in place.
+    env.write(
+        "alb.toml",
+        stack
+            .replace(
+                "default_action = { redirect = { protocol = \"HTTPS\", port = 443 } }",
+                "default_action = { target_group = \"${alb_target_group.blue.arn}\" }",
+            )
+            .replace("access_logs = {", "idle_timeout = 300\naccess_logs = {"),
+    );
+    env.run(["plan", "alb.toml", "--detailed-exitcode"])
+        .assert_code(2)
+        .assert_stdout_contains("0 to add, 2 to change, 0 to replace, 0 to destroy");
+    env.ok(["apply", "alb.toml", "--auto-approve"]);
+    assert_eq!(
+        listener_forward(&env).await,
+        (
+            listener.listener_arn().unwrap().to_owned(),
+            vec![("albt-blue".to_owned(), 1)]
+        )
+    );
+    env.ok(["plan", "alb.toml", "--detailed-exitcode"])
+        .assert_stdout_contains("No changes.");
+    env.ok(["destroy", "alb.toml", "--auto-approve"]);
+}
