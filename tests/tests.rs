@@ -9,6 +9,7 @@ mod common;
 mod harness_smoke;
 mod log_group;
 
+mod alb;
 mod audit;
 mod cli_flags;
 mod crash;

@@ -14,6 +14,10 @@ pub mod toolkit;
 #[cfg(test)]
 pub mod memory;
 
+mod alb;
+mod alb_listener;
+mod alb_listener_rule;
+mod alb_target_group;
 mod cloudwatch_log_group;
 mod data_security_group;
 mod data_subnets;
@@ -443,6 +447,10 @@ pub fn registry() -> &'static Registry {
             Box::new(rds_parameter_group::RdsParameterGroup),
             Box::new(security_group::SecurityGroup),
             Box::new(cloudwatch_log_group::CloudwatchLogGroup),
+            Box::new(alb::Alb),
+            Box::new(alb_target_group::AlbTargetGroup),
+            Box::new(alb_listener::AlbListener),
+            Box::new(alb_listener_rule::AlbListenerRule),
         ];
         let data: Vec<Box<dyn DataSource>> = vec![
             Box::new(data_vpc::Vpc),

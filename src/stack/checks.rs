@@ -29,6 +29,7 @@ pub(super) fn check(
     let mut warnings = Vec::new();
     attribute_rules(stack, at, &mut errors);
     unique_aws_names(stack, at, &mut errors);
+    unique_rule_priorities(stack, at, &mut errors);
     self_dependencies(stack, at, &mut errors);
     reference_types(stack, at, &mut errors);
     data_source_args(stack, at, &mut errors);
@@ -124,6 +125,42 @@ fn unique_aws_names(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>) {
             ),
             None => {
                 seen.insert((r.kind.clone(), id), &r.address);
+            }
+        }
+    }
+}
+
+/// AWS evaluates a listener's rules by priority, one rule each: two rules of one listener
+/// (the same reference or ARN) with the same priority would fail at apply, half-done.
+fn unique_rule_priorities(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>) {
+    let mut seen: BTreeMap<(String, i64), &str> = BTreeMap::new();
+    for r in stack
+        .resources
+        .values()
+        .filter(|r| r.kind == "alb_listener_rule")
+    {
+        let listener = match r.attrs.get("listener") {
+            Some(Expr::Ref(rf)) => rf.to_string(),
+            Some(Expr::Lit(serde_json::Value::String(s))) => s.clone(),
+            _ => continue,
+        };
+        let Some(Expr::Lit(p)) = r.attrs.get("priority") else {
+            continue;
+        };
+        let Some(priority) = p.as_i64() else { continue };
+        match seen.get(&(listener.clone(), priority)) {
+            Some(first) => errors.push(
+                at(
+                    attr_span(stack, &r.address, "priority"),
+                    format!(
+                        "`priority` of `{}`: {priority} is already the priority of `{first}` on the same listener",
+                        r.address
+                    ),
+                )
+                .hint("give each rule of a listener its own priority (1 to 50000; lower is evaluated first)"),
+            ),
+            None => {
+                seen.insert((listener, priority), &r.address);
             }
         }
     }

@@ -498,6 +498,87 @@ def check_logs_kms_key_association(endpoint: str) -> None:
     logs("DeleteLogGroup", {"logGroupName": "/selftest/kms"})
 
 
+@patch
+def elbv2_names_and_ports_are_unique() -> None:
+    """ELBv2 CreateLoadBalancer and CreateListener never find a name or port taken.
+
+    moto 5.2.1 keys load balancers by an ARN with a random id, so its duplicate
+    check never fires and a second CreateLoadBalancer of the same name makes a
+    second load balancer; it checks a listener's port against a dict keyed by
+    listener ARN, so a second listener on the same port is created too. AWS has
+    one load balancer per name and one listener per port: a create whose
+    settings differ fails with ``DuplicateLoadBalancerName`` /
+    ``DuplicateListener`` (an identical one returns the existing object).
+    Stackwright relies on that: a create retried after a lost reply must meet
+    its first attempt's object, which the provider adopts by its ownership
+    tags, instead of silently making a twin.
+
+    Fix: wrap ``ELBv2Backend.create_load_balancer`` and ``create_listener`` to
+    raise the AWS error when the name (or the load balancer's port) is taken.
+    Raising for an identical retry too is stricter than AWS; the providers take
+    both answers.
+    """
+    from moto.elbv2.exceptions import DuplicateListenerError, DuplicateLoadBalancerName
+    from moto.elbv2.models import ELBv2Backend
+
+    create_lb = ELBv2Backend.create_load_balancer
+    create_listener = ELBv2Backend.create_listener
+
+    def create_load_balancer(self, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if any(lb.name == name for lb in self.load_balancers.values()):
+            raise DuplicateLoadBalancerName()
+        return create_lb(self, name, *args, **kwargs)
+
+    def create_listener_once(self, load_balancer_arn, protocol, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+        lb = self.load_balancers.get(load_balancer_arn)
+        if lb is not None and any(str(l.port) == str(port) for l in lb.listeners.values()):
+            raise DuplicateListenerError()
+        return create_listener(self, load_balancer_arn, protocol, port, *args, **kwargs)
+
+    ELBv2Backend.create_load_balancer = create_load_balancer
+    ELBv2Backend.create_listener = create_listener_once
+
+
+@selftest
+def check_elbv2_names_and_ports_are_unique(endpoint: str) -> None:
+    import urllib.error
+
+    ec2 = _query(endpoint, "ec2", {"Action": "DescribeSubnets", "Version": "2016-11-15"})
+    subnets = [
+        e.text for e in ElementTree.fromstring(ec2).iter() if e.tag.endswith("subnetId")
+    ][:2]
+    params = {"Action": "CreateLoadBalancer", "Version": "2015-12-01", "Name": "selftest-lb"}
+    for i, subnet in enumerate(subnets, 1):
+        params[f"Subnets.member.{i}"] = subnet
+    body = _query(endpoint, "elasticloadbalancing", params)
+    arn = next(
+        e.text for e in ElementTree.fromstring(body).iter() if e.tag.endswith("LoadBalancerArn")
+    )
+
+    def refused(params: dict[str, str], code: str) -> None:
+        try:
+            _query(endpoint, "elasticloadbalancing", params)
+        except urllib.error.HTTPError as err:
+            text = err.read().decode()
+            if err.code != 400 or code not in text:
+                raise AssertionError(f"HTTP {err.code} {text}") from err
+        else:
+            raise AssertionError(f"a second {params['Action']} succeeded")
+
+    refused(params, "DuplicateLoadBalancerName")
+    listener = {
+        "Action": "CreateListener",
+        "Version": "2015-12-01",
+        "LoadBalancerArn": arn,
+        "Protocol": "HTTP",
+        "Port": "80",
+        "DefaultActions.member.1.Type": "fixed-response",
+        "DefaultActions.member.1.FixedResponseConfig.StatusCode": "404",
+    }
+    _query(endpoint, "elasticloadbalancing", listener)
+    refused(listener, "DuplicateListener")
+
+
 # ---------------------------------------------------------------------------
 # Plumbing
 # ---------------------------------------------------------------------------
