@@ -16,7 +16,7 @@ cargo build --quiet
 BIN="$ROOT/target/debug/stackwright"
 
 DEMO="$ROOT/.demo"
-rm -rf "$DEMO" "state/webapp/dev.json"
+rm -rf "$DEMO" "state/webapp/dev.json" "state/webapp/dev.history.jsonl"
 mkdir -p "$DEMO"
 PIDS=()
 cleanup() {
@@ -67,6 +67,7 @@ set -e
 "$BIN" plan stacks/webapp.toml --env dev --detailed-exitcode
 "$BIN" migrate status stacks/webapp.toml --env dev
 "$BIN" output stacks/webapp.toml --env dev
+"$BIN" audit stacks/webapp.toml --env dev
 set +x
 echo
 echo "Demo complete: state is in state/webapp/dev.json; the second plan reported no changes."

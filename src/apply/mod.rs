@@ -509,13 +509,18 @@ fn history_draft(
     d.stack_dir = stack.path.parent().map(Into::into);
     d.caller_arn = aws.identity.get().map(|c| c.arn.clone());
     for (a, action) in &outcome.completed {
-        if a == "migrations" {
-            if let Some(m) = &plan.migrations {
-                d.migrations = m.pending.clone();
-            }
-            continue;
-        }
         d = d.touched(a, action.verb(), "done");
+    }
+    // The migrations step is an operation, not a change: it ran when it neither failed nor
+    // was skipped (an interrupted run leaves its checkpoint, and the record says skipped).
+    let did_not_finish = |a: &str| {
+        outcome.failed.iter().any(|e| e.address == a) || outcome.skipped.iter().any(|(s, _)| s == a)
+    };
+    if let Some(m) = &plan.migrations
+        && !outcome.interrupted
+        && !did_not_finish("migrations")
+    {
+        d.migrations = m.pending.clone();
     }
     for e in &outcome.failed {
         let action = plan

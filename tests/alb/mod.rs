@@ -685,3 +685,152 @@ action = { fixed_response = { status_code = "200", content_type = "text/plain", 
         .assert_stdout_contains("No changes.");
     env.ok(["destroy", "alb.toml", "--auto-approve"]);
 }
+
+/// The demo's shape: `environments = [...]` keeps the plain-HTTP listener to dev and the
+/// HTTP→HTTPS redirect and the HTTPS listener (an ACM certificate, created in moto through
+/// boto3) to prod. Each environment applies, re-plans to no changes, and holds exactly its
+/// listeners, read back through the SDK.
+#[tokio::test]
+async fn per_environment_listeners_http_in_dev_redirect_and_https_in_prod() {
+    let env = TestEnv::new();
+    env.write(
+        "s.toml",
+        r#"[stack]
+name = "albe"
+region = "us-east-1"
+environments = ["dev", "prod"]
+
+[data.vpc.main]
+default = true
+
+[data.subnets.default]
+vpc = "${data.vpc.main.id}"
+
+[alb.web]
+name = "albe-${env}"
+subnets = "${data.subnets.default.ids}"
+
+[alb_target_group.blue]
+name = "albe-${env}-blue"
+port = 8000
+target_type = "ip"
+vpc = "${data.vpc.main.id}"
+
+[alb_listener.http]
+environments = ["dev"]
+load_balancer = "${alb.web.arn}"
+port = 80
+default_action = { target_group = "${alb_target_group.blue.arn}" }
+
+[alb_listener.http_to_https]
+environments = ["prod"]
+load_balancer = "${alb.web.arn}"
+port = 80
+default_action = { redirect = { protocol = "HTTPS", port = 443 } }
+
+[alb_listener.https]
+environments = ["prod"]
+load_balancer = "${alb.web.arn}"
+port = 443
+protocol = "HTTPS"
+certificate_arn = "${var.certificate_arn}"
+default_action = { target_group = "${alb_target_group.blue.arn}" }
+"#,
+    );
+    let out = std::process::Command::new(crate::common::venv_bin("python"))
+        .args([
+            "-c",
+            "import boto3; print(boto3.client('acm', region_name='us-east-1').request_certificate(DomainName='app.example.com')['CertificateArn'])",
+        ])
+        .envs(env.envs())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cert = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(cert.starts_with("arn:aws:acm:"), "{cert}");
+    let var = format!("certificate_arn={cert}");
+
+    env.ok(["apply", "s.toml", "--env", "dev", "--auto-approve"]);
+    env.ok([
+        "apply",
+        "s.toml",
+        "--env",
+        "prod",
+        "--var",
+        &var,
+        "--auto-approve",
+    ]);
+    env.ok([
+        "plan",
+        "s.toml",
+        "--env",
+        "prod",
+        "--var",
+        &var,
+        "--detailed-exitcode",
+    ])
+    .assert_stdout_contains("No changes.");
+    env.ok(["plan", "s.toml", "--env", "dev", "--detailed-exitcode"])
+        .assert_stdout_contains("No changes.");
+
+    let client = elbv2(&env).await;
+    let listeners = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            let lb = client
+                .describe_load_balancers()
+                .names(name)
+                .send()
+                .await
+                .unwrap()
+                .load_balancers()[0]
+                .load_balancer_arn()
+                .unwrap()
+                .to_owned();
+            let mut ls = client
+                .describe_listeners()
+                .load_balancer_arn(lb)
+                .send()
+                .await
+                .unwrap()
+                .listeners()
+                .to_vec();
+            ls.sort_by_key(|l| l.port());
+            ls
+        }
+    };
+    let dev = listeners("albe-dev").await;
+    assert_eq!(dev.len(), 1, "{dev:?}");
+    assert_eq!(dev[0].port(), Some(80));
+    assert_eq!(
+        dev[0].default_actions()[0].r#type(),
+        Some(&ActionTypeEnum::Forward)
+    );
+
+    let prod = listeners("albe-prod").await;
+    assert_eq!(
+        prod.iter().map(|l| l.port()).collect::<Vec<_>>(),
+        [Some(80), Some(443)]
+    );
+    let redirect = prod[0].default_actions()[0].redirect_config().unwrap();
+    assert_eq!(redirect.protocol(), Some("HTTPS"));
+    assert_eq!(redirect.port(), Some("443"));
+    assert_eq!(prod[1].protocol().map(|p| p.as_str()), Some("HTTPS"));
+    assert_eq!(
+        prod[1].certificates()[0].certificate_arn(),
+        Some(cert.as_str())
+    );
+
+    // In dev, a resource may not refer to a prod-only one.
+    env.write(
+        "s.toml",
+        env.read("s.toml") + "\n[output.https]\nvalue = \"${alb_listener.https.arn}\"\n",
+    );
+    env.fail(["plan", "s.toml", "--env", "dev"])
+        .assert_code(1)
+        .assert_stderr_contains("exists only in prod (this is --env dev)");
+}

@@ -578,6 +578,34 @@ async fn depends_on_migrations_waits_for_them() {
         serde_json::json!(["migrations"]),
         "{state}"
     );
+    // The history: the failed run records the failed step and no migration; the next one
+    // the migration it ran, the snapshot taken first and the dependant it created.
+    let history: Vec<serde_json::Value> = f
+        .env
+        .read("state/dm.history.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(history.len(), 2, "{history:#?}");
+    let failed_step = history[0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "migrations")
+        .cloned();
+    assert_eq!(
+        failed_step.map(|c| c["outcome"].clone()),
+        Some("failed".into())
+    );
+    assert_eq!(history[0].get("migrations"), None);
+    let ran = history[1]["migrations"].as_array().unwrap();
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert!(ran[0].as_str().unwrap().contains("0002"), "{ran:?}");
+    assert_eq!(history[1]["snapshots"].as_array().map(Vec::len), Some(1));
+    assert_eq!(history[1]["changes"][0]["address"], "ssm_parameter.schema");
+    f.env
+        .ok(["audit", "stack.toml"])
+        .assert_stdout_contains("2 records");
 }
 
 /// Migrations squawk flags as unsafe (a non-concurrent index build, a NOT NULL column
