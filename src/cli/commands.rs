@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 
 use super::output::{self, TermEvents};
-use super::{Command, DbCommand, Exit, MigrateCommand, RunArgs, StackArgs};
+use super::{Command, DbCommand, Exit, MigrateCommand, RunArgs, StackArgs, StateCommand};
 use crate::apply::{self, ApplyOptions, Outcome};
 use crate::events::{Event, EventSink};
 use crate::plan::{self, Plan, PlanOptions, PriorState};
@@ -104,6 +104,23 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
             crate::cli::outputs::run(&stack, name.as_deref(), json).await
         }
         Command::Audit { stack, json } => crate::cli::audit::run(&stack, json).await,
+        Command::State(c) => match c {
+            StateCommand::List { stack } => crate::cli::state::list(&stack).await,
+            StateCommand::Show { stack, address } => {
+                crate::cli::state::show(&stack, &address).await
+            }
+            StateCommand::Mv {
+                stack,
+                from,
+                to,
+                lock_timeout,
+            } => crate::cli::state::mv(&stack, &from, &to, lock_timeout).await,
+            StateCommand::Rm {
+                stack,
+                addresses,
+                lock_timeout,
+            } => crate::cli::state::rm(&stack, &addresses, lock_timeout).await,
+        },
         Command::Show { plan, json } => {
             let p = plan::file::read(&plan)?;
             if json {
@@ -252,7 +269,7 @@ pub async fn connect(stack: &Stack) -> anyhow::Result<Aws> {
     Ok(aws)
 }
 
-fn check_state_belongs(
+pub(super) fn check_state_belongs(
     state: &Option<State>,
     backend: &LocalBackend,
     stack: &Stack,

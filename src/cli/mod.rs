@@ -10,6 +10,7 @@ mod commands;
 mod migrate;
 pub mod output;
 mod outputs;
+mod state;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -206,6 +207,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read or edit state without touching AWS: list, show, mv (rename), rm (forget).
+    #[command(subcommand)]
+    State(StateCommand),
     /// Print a saved plan.
     #[command(
         after_help = "Examples:\n  stackwright show prod.plan\n  stackwright show prod.plan --json"
@@ -223,6 +227,56 @@ pub enum Command {
     /// Database operations.
     #[command(subcommand)]
     Db(DbCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StateCommand {
+    /// Every address in state with its AWS id.
+    #[command(after_help = "Examples:\n  stackwright state list stacks/webapp.toml --env dev")]
+    List {
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+    /// One resource as state holds it (JSON).
+    #[command(
+        after_help = "Examples:\n  stackwright state show stacks/webapp.toml --env dev s3_bucket.uploads"
+    )]
+    Show {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// The address, e.g. s3_bucket.uploads.
+        address: String,
+    },
+    /// Rename an address in state; the resource is not recreated. Rename its table in the
+    /// stack file too (or declare the rename in `[moved]` so it goes through review).
+    #[command(
+        after_help = "Examples:\n  stackwright state mv stacks/webapp.toml --env dev s3_bucket.uploads s3_bucket.media"
+    )]
+    Mv {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// The address state has now.
+        from: String,
+        /// The new address (same kind).
+        to: String,
+        /// How long to wait for another run's state lock.
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        lock_timeout: std::time::Duration,
+    },
+    /// Forget addresses: the resources stay in AWS, unmanaged by this stack.
+    #[command(
+        after_help = "Examples:\n  stackwright state rm stacks/webapp.toml --env dev s3_bucket.legacy"
+    )]
+    Rm {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// The addresses to forget.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+        /// How long to wait for another run's state lock.
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        lock_timeout: std::time::Duration,
+    },
 }
 
 #[derive(Subcommand, Debug)]

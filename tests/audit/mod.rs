@@ -188,3 +188,109 @@ async fn import_and_migration_free_stacks_are_recorded_too() {
     env.ok(["audit", "s.toml", "--env", "dev"])
         .assert_stdout_contains("import s3_bucket.assets");
 }
+
+/// `state list|show|mv|rm`: mv renames without recreating (the next plan, with the table
+/// renamed too, has no changes and the bucket is the same), rm forgets without deleting
+/// (the parameter is still in AWS), each writes a history record, and audit verifies.
+#[tokio::test]
+async fn state_mv_and_rm_edit_state_only_and_are_recorded() {
+    let env = TestEnv::new();
+    env.write("s.toml", STACK);
+    run(&env, &["apply", "s.toml", "--env", "dev", "--auto-approve"]).assert_success();
+
+    env.ok(["state", "list", "s.toml", "--env", "dev"])
+        .assert_stdout_contains("s3_bucket.assets")
+        .assert_stdout_contains("aud-dev-assets")
+        .assert_stdout_contains("ssm_parameter.token");
+    let show = env.ok([
+        "state",
+        "show",
+        "s.toml",
+        "--env",
+        "dev",
+        "s3_bucket.assets",
+    ]);
+    show.assert_stdout_contains("\"id\": \"aud-dev-assets\"");
+    env.fail(["state", "show", "s.toml", "--env", "dev", "s3_bucket.asets"])
+        .assert_code(1)
+        .assert_stderr_contains("did you mean `s3_bucket.assets`?");
+
+    // Refused: another kind, an address already taken; nothing written.
+    let before = env.read(STATE);
+    env.fail([
+        "state",
+        "mv",
+        "s.toml",
+        "--env",
+        "dev",
+        "s3_bucket.assets",
+        "ssm_parameter.x",
+    ])
+    .assert_stderr_contains("keeps its kind");
+    env.fail([
+        "state",
+        "mv",
+        "s.toml",
+        "--env",
+        "dev",
+        "s3_bucket.assets",
+        "s3_bucket.assets",
+    ])
+    .assert_stderr_contains("already in state");
+    assert_eq!(env.read(STATE), before);
+
+    env.ok([
+        "state",
+        "mv",
+        "s.toml",
+        "--env",
+        "dev",
+        "s3_bucket.assets",
+        "s3_bucket.media",
+    ])
+    .assert_stderr_contains("the stack declares no `s3_bucket.media`");
+    env.write(
+        "s.toml",
+        STACK.replace("[s3_bucket.assets]", "[s3_bucket.media]"),
+    );
+    run(
+        &env,
+        &["plan", "s.toml", "--env", "dev", "--detailed-exitcode"],
+    )
+    .assert_success()
+    .assert_stdout_contains("No changes.");
+
+    env.ok([
+        "state",
+        "rm",
+        "s.toml",
+        "--env",
+        "dev",
+        "ssm_parameter.token",
+    ])
+    .assert_stderr_contains("the stack still declares ssm_parameter.token");
+    let state: serde_json::Value = serde_json::from_str(&env.read(STATE)).unwrap();
+    assert!(state["resources"].get("ssm_parameter.token").is_none());
+    assert!(state["resources"].get("s3_bucket.media").is_some());
+    // Forgotten, not deleted.
+    let p = env
+        .ssm()
+        .await
+        .get_parameter()
+        .name("/aud/dev/TOKEN")
+        .send()
+        .await
+        .unwrap();
+    assert!(p.parameter.is_some());
+
+    let recs = records(&env);
+    assert_eq!(recs.len(), 3, "{recs:#?}");
+    assert_eq!(recs[1]["command"], "state mv");
+    assert_eq!(recs[1]["changes"][0]["address"], "s3_bucket.assets");
+    assert_eq!(recs[1]["changes"][0]["action"], "move to s3_bucket.media");
+    assert_eq!(recs[2]["command"], "state rm");
+    assert_eq!(recs[2]["changes"][0]["action"], "forget");
+    env.ok(["audit", "s.toml", "--env", "dev"])
+        .assert_stdout_contains("state mv")
+        .assert_stdout_contains("forget ssm_parameter.token");
+}

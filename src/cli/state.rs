@@ -1,0 +1,188 @@
+//! `stackwright state list|show|mv|rm`: read or edit what state holds without touching AWS.
+//! `mv` renames an address (the resource is not recreated), `rm` forgets one (it is not
+//! deleted). Both take the state lock and write one history record, like any other write.
+
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::commands::{backend_for, check_state_belongs, load_stack_offline};
+use super::{Exit, StackArgs, output};
+use crate::error::{Diagnostic, suggest};
+use crate::state::{Backend, LocalBackend, State, history};
+
+async fn existing(args: &StackArgs) -> anyhow::Result<(crate::stack::Stack, LocalBackend, State)> {
+    let stack = load_stack_offline(args)?;
+    let backend = backend_for(args, &stack);
+    let state = backend.load().await?;
+    check_state_belongs(&state, &backend, &stack)?;
+    let Some(state) = state else {
+        bail!(
+            "no state at {}: nothing has been applied yet",
+            backend.describe()
+        );
+    };
+    Ok((stack, backend, state))
+}
+
+fn not_in_state(state: &State, address: &str) -> anyhow::Error {
+    let d = Diagnostic::new(format!("`{address}` is not in state"));
+    let d = match suggest(address, state.resources.keys().map(String::as_str)) {
+        Some(s) => d.hint(format!("did you mean `{s}`?")),
+        None => d.hint("`stackwright state list` shows what state holds"),
+    };
+    d.into()
+}
+
+/// Every address in state with its kind and AWS id.
+pub async fn list(args: &StackArgs) -> anyhow::Result<Exit> {
+    let (_, _, state) = existing(args).await?;
+    let width = state.resources.keys().map(String::len).max().unwrap_or(0);
+    let mut out = String::new();
+    for (a, r) in &state.resources {
+        out.push_str(&format!("{a:<width$}  {}\n", r.id));
+    }
+    output::print(&out);
+    Ok(Exit::Success)
+}
+
+/// One resource as state holds it (state never holds a secret: nothing to hide).
+pub async fn show(args: &StackArgs, address: &str) -> anyhow::Result<Exit> {
+    let (_, _, state) = existing(args).await?;
+    let Some(r) = state.resources.get(address) else {
+        return Err(not_in_state(&state, address));
+    };
+    output::println(&format!("# {address}"));
+    output::println(&serde_json::to_string_pretty(r)?);
+    Ok(Exit::Success)
+}
+
+fn draft(stack: &crate::stack::Stack, command: &str) -> history::Draft {
+    let mut d = history::Draft::new(command);
+    d.stack_digest = Some(stack.digest.clone());
+    d.stack_dir = stack.path.parent().map(Into::into);
+    d
+}
+
+/// Renames `from` to `to` in state; what referred to `from` (dependencies) follows.
+pub async fn mv(args: &StackArgs, from: &str, to: &str, lock: Duration) -> anyhow::Result<Exit> {
+    let stack = load_stack_offline(args)?;
+    let backend = backend_for(args, &stack);
+    let _lock = backend.lock("state mv", lock).await?;
+    let Some(mut state) = crate::apply::load_for_write(&backend).await? else {
+        bail!(
+            "no state at {}: nothing has been applied yet",
+            backend.describe()
+        );
+    };
+    check_state_belongs(&Some(state.clone()), &backend, &stack)?;
+    let expected = state.saved_serial();
+    moved(&mut state, from, to)?;
+    let d = draft(&stack, "state mv").touched(from, &format!("move to {to}"), "done");
+    backend.save(&mut state, expected, &d).await?;
+    output::success(&format!(
+        "Moved {from} to {to} (state serial {}). Nothing in AWS changed.",
+        state.serial
+    ));
+    if !stack.resources.contains_key(to) {
+        output::eprintln(&format!(
+            "warning: the stack declares no `{to}`: the next plan would delete it. Rename the table in {} too.",
+            args.stack.display()
+        ));
+    }
+    Ok(Exit::Success)
+}
+
+/// The rename itself, shared with the stack file's `[moved]` table.
+pub fn moved(state: &mut State, from: &str, to: &str) -> anyhow::Result<()> {
+    let Some(r) = state.resources.get(from) else {
+        return Err(not_in_state(state, from));
+    };
+    let Some((kind, name)) = to.split_once('.') else {
+        bail!("`{to}` is not a resource address (KIND.NAME, e.g. s3_bucket.uploads)");
+    };
+    if kind != r.kind {
+        bail!(
+            "cannot move `{from}` (a {}) to `{to}`: an address keeps its kind\n  = help: the new address must start with `{}.`",
+            r.kind,
+            r.kind
+        );
+    }
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        bail!("`{to}`: invalid name `{name}` (use letters, digits, '_' and '-')");
+    }
+    if state.resources.contains_key(to) {
+        bail!(
+            "cannot move `{from}` to `{to}`: `{to}` is already in state\n  = help: `stackwright state rm {to}` first if that one should be forgotten"
+        );
+    }
+    let r = state.resources.remove(from).expect("checked");
+    state.resources.insert(to.to_owned(), r);
+    for other in state.resources.values_mut() {
+        for d in &mut other.depends_on {
+            if d == from {
+                *d = to.to_owned();
+            }
+        }
+    }
+    if let Some(i) = state.pending.remove(from) {
+        state.pending.insert(to.to_owned(), i);
+    }
+    Ok(())
+}
+
+/// Forgets addresses: the resources stay in AWS, no longer managed by this stack.
+pub async fn rm(args: &StackArgs, addresses: &[String], lock: Duration) -> anyhow::Result<Exit> {
+    let stack = load_stack_offline(args)?;
+    let backend = backend_for(args, &stack);
+    let _lock = backend.lock("state rm", lock).await?;
+    let Some(mut state) = crate::apply::load_for_write(&backend).await? else {
+        bail!(
+            "no state at {}: nothing has been applied yet",
+            backend.describe()
+        );
+    };
+    check_state_belongs(&Some(state.clone()), &backend, &stack)?;
+    let expected = state.saved_serial();
+    let mut d = draft(&stack, "state rm");
+    for a in addresses {
+        let Some(r) = state.resources.remove(a) else {
+            return Err(not_in_state(&state, a));
+        };
+        d = d.touched(a, "forget", "done");
+        d.note = Some(format!("left in AWS: {}", r.id));
+        for other in state.resources.values_mut() {
+            other.depends_on.retain(|x| x != a);
+        }
+    }
+    if addresses.len() > 1 {
+        d.note = None;
+    }
+    backend.save(&mut state, expected, &d).await?;
+    output::success(&format!(
+        "Removed {} from state (serial {}). Nothing in AWS was deleted.",
+        addresses.join(", "),
+        state.serial
+    ));
+    let declared: Vec<&String> = addresses
+        .iter()
+        .filter(|a| stack.resources.contains_key(*a))
+        .collect();
+    if !declared.is_empty() {
+        output::eprintln(&format!(
+            "warning: the stack still declares {}: the next plan would create {} again (or adopt it with `stackwright import`). Remove it from {} if this stack should stop managing it.",
+            declared
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if declared.len() == 1 { "it" } else { "them" },
+            args.stack.display()
+        ));
+    }
+    Ok(Exit::Success)
+}
