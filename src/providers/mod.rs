@@ -14,6 +14,7 @@ pub mod toolkit;
 #[cfg(test)]
 pub mod memory;
 
+mod cloudwatch_alarm;
 mod cloudwatch_log_group;
 mod data_security_group;
 mod data_subnets;
@@ -440,6 +441,7 @@ pub fn registry() -> &'static Registry {
             Box::new(rds_parameter_group::RdsParameterGroup),
             Box::new(security_group::SecurityGroup),
             Box::new(cloudwatch_log_group::CloudwatchLogGroup),
+            Box::new(cloudwatch_alarm::CloudwatchAlarm),
         ];
         let data: Vec<Box<dyn DataSource>> = vec![
             Box::new(data_vpc::Vpc),
