@@ -636,7 +636,8 @@ fn canonical_queries(v: &Value) -> Value {
             let Some(m) = b.as_object() else {
                 return b.clone();
             };
-            let mut q = Map::new();
+            // Keys sorted, as the plan shows the stack's side.
+            let mut q = BTreeMap::new();
             for (k, v) in m {
                 let empty = match v {
                     Value::Null => true,
@@ -650,7 +651,7 @@ fn canonical_queries(v: &Value) -> Value {
             }
             let rd = m.get("return_data").and_then(Value::as_bool).unwrap_or(false);
             q.insert("return_data".into(), json!(rd));
-            Value::Object(q)
+            Value::Object(q.into_iter().collect())
         })
         .collect();
     out.sort_by(|a, b| {

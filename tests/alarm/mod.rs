@@ -383,13 +383,37 @@ async fn apply_read_back_with_the_cli_drift_rename_and_destroy() {
             "AlarmActions": [TOPIC],
         }),
     );
+    // … and tags it.
+    cloudwatch(&env)
+        .await
+        .tag_resource()
+        .resource_arn(&arn)
+        .tags(
+            aws_sdk_cloudwatch::types::Tag::builder()
+                .key("owner")
+                .value("someone")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     env.run(["plan", "a.toml", "--detailed-exitcode"])
         .assert_code(2)
         .assert_stdout_contains("Changed outside Stackwright:")
         .assert_stdout_contains("threshold = 0.5 -> 0.9")
+        .assert_stdout_contains("owner")
         .assert_stdout_contains("1 to change, 0 to replace");
     env.ok(["apply", "a.toml", "--auto-approve"]);
     assert_eq!(alarms(&env, &names[..1]).await[0].threshold(), Some(0.5));
+    let tags = cloudwatch(&env)
+        .await
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<_> = tags.tags().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(tags, [(Some("app"), Some("web"))]);
     env.ok(["plan", "a.toml", "--detailed-exitcode"]);
 
     // A new threshold in the stack changes in place; a new name is a new alarm, made

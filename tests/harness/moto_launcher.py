@@ -698,6 +698,63 @@ def cloudwatch_rpc_v2_cbor() -> None:
     threaded_moto_server.DomainDispatcherApplication = wrapped
 
 
+@patch
+def cloudwatch_alarm_tags() -> None:
+    """CloudWatch PutMetricAlarm tags an existing alarm; DeleteAlarms keeps tags.
+
+    moto 5.2.1 applies the ``Tags`` of every PutMetricAlarm, and deleting an
+    alarm leaves its tags behind, so an alarm made again under that name (the
+    same ARN) inherits them. AWS takes ``Tags`` only when the call creates the
+    alarm ("any tags you specify are ignored" on an update; TagResource changes
+    them) and deletes an alarm's tags with it. An update that relied on
+    PutMetricAlarm for tags would pass under moto only.
+
+    Fix: wrap ``CloudWatchBackend.put_metric_alarm`` to drop ``tags`` when the
+    alarm exists, and ``delete_alarms`` to delete each alarm's tags with it.
+    """
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    put, delete = CloudWatchBackend.put_metric_alarm, CloudWatchBackend.delete_alarms
+
+    def put_metric_alarm(self, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name in self.alarms:
+            kwargs["tags"] = None
+        return put(self, name, *args, **kwargs)
+
+    def delete_alarms(self, alarm_names):  # type: ignore[no-untyped-def]
+        for name in alarm_names:
+            if name in self.alarms:
+                self.tagger.delete_all_tags_for_resource(self.alarms[name].alarm_arn)
+        return delete(self, alarm_names)
+
+    CloudWatchBackend.put_metric_alarm = put_metric_alarm
+    CloudWatchBackend.delete_alarms = delete_alarms
+
+
+@selftest
+def check_cloudwatch_alarm_tags(endpoint: str) -> None:
+    alarm = {
+        "AlarmName": "selftest-tags", "Namespace": "N", "MetricName": "M",
+        "Statistic": "Sum", "Period": 60, "EvaluationPeriods": 1, "Threshold": 1.0,
+        "ComparisonOperator": "GreaterThanThreshold",
+    }
+    arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:selftest-tags"
+
+    def tags() -> list:  # type: ignore[type-arg]
+        _, _, out = _cloudwatch_cbor(endpoint, "ListTagsForResource", {"ResourceARN": arn})
+        return out.get("Tags", [])
+
+    _cloudwatch_cbor(endpoint, "PutMetricAlarm", {**alarm, "Tags": [{"Key": "a", "Value": "1"}]})
+    _cloudwatch_cbor(endpoint, "PutMetricAlarm", {**alarm, "Tags": [{"Key": "b", "Value": "2"}]})
+    if tags() != [{"Key": "a", "Value": "1"}]:
+        raise AssertionError(f"an update's Tags were applied: {tags()}")
+    _cloudwatch_cbor(endpoint, "DeleteAlarms", {"AlarmNames": ["selftest-tags"]})
+    _cloudwatch_cbor(endpoint, "PutMetricAlarm", alarm)
+    if tags():
+        raise AssertionError(f"a re-made alarm inherited its predecessor's tags: {tags()}")
+    _cloudwatch_cbor(endpoint, "DeleteAlarms", {"AlarmNames": ["selftest-tags"]})
+
+
 def _cloudwatch_cbor(endpoint: str, op: str, body: dict):  # type: ignore[type-arg,no-untyped-def]
     """One CloudWatch call as the CBOR SDKs make it: (status, headers, decoded reply)."""
     import urllib.error
