@@ -18,8 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{
-    ComparisonOperator, Dimension, Metric, MetricAlarm, MetricDataQuery, MetricStat, Statistic,
-    Tag,
+    ComparisonOperator, Dimension, Metric, MetricAlarm, MetricDataQuery, MetricStat, Statistic, Tag,
 };
 use serde_json::{Map, Value, json};
 
@@ -152,7 +151,11 @@ static SCHEMA: Schema = Schema {
             Ty::StringList,
             "ARNs notified on entering ALARM (SNS topics, …).",
         ),
-        Attr::new("ok_actions", Ty::StringList, "ARNs notified on returning to OK."),
+        Attr::new(
+            "ok_actions",
+            Ty::StringList,
+            "ARNs notified on returning to OK.",
+        ),
         Attr::new(
             "query",
             Ty::Blocks(QUERY),
@@ -460,7 +463,10 @@ fn expression_refs(expr: &str) -> Vec<String> {
             }
         } else if c.is_ascii_alphabetic() || c == '_' {
             let mut word = c.to_string();
-            while let Some(d) = chars.peek().filter(|d| d.is_ascii_alphanumeric() || **d == '_') {
+            while let Some(d) = chars
+                .peek()
+                .filter(|d| d.is_ascii_alphanumeric() || **d == '_')
+            {
                 word.push(*d);
                 chars.next();
             }
@@ -649,7 +655,10 @@ fn canonical_queries(v: &Value) -> Value {
                     q.insert(k.clone(), v.clone());
                 }
             }
-            let rd = m.get("return_data").and_then(Value::as_bool).unwrap_or(false);
+            let rd = m
+                .get("return_data")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             q.insert("return_data".into(), json!(rd));
             Value::Object(q.into_iter().collect())
         })
@@ -687,7 +696,11 @@ fn queries(input: &Resolved) -> Result<Option<Vec<MetricDataQuery>>> {
         let mut q = MetricDataQuery::builder()
             .set_id(s("id"))
             .set_label(s("label"))
-            .return_data(b.get("return_data").and_then(Value::as_bool).unwrap_or(false));
+            .return_data(
+                b.get("return_data")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            );
         if let Some(metric) = s("metric") {
             q = q.metric_stat(
                 MetricStat::builder()
@@ -978,7 +991,11 @@ mod tests {
         assert!(e.contains("did you mean \">=\""), "{e}");
         let e = check_comparison("GreaterThanThreshold").unwrap_err();
         assert!(e.contains("did you mean \">\""), "{e}");
-        assert!(check_comparison("==").unwrap_err().contains("\">\", \">=\""));
+        assert!(
+            check_comparison("==")
+                .unwrap_err()
+                .contains("\">\", \">=\"")
+        );
         let p = CloudwatchAlarm;
         assert_eq!(
             p.canonical("comparison", &json!("GreaterThanOrEqualToThreshold")),
@@ -1017,7 +1034,16 @@ mod tests {
 
     #[test]
     fn statistics_and_periods_are_checked() {
-        for ok in ["p95", "p99.9", "p0", "p100", "tm90", "TM(2%:98%)", "IQM", "wm99"] {
+        for ok in [
+            "p95",
+            "p99.9",
+            "p0",
+            "p100",
+            "tm90",
+            "TM(2%:98%)",
+            "IQM",
+            "wm99",
+        ] {
             assert!(check_extended_statistic(ok).is_ok(), "{ok}");
         }
         for bad in ["95", "p101", "Average", "p-1", "px"] {
@@ -1057,7 +1083,9 @@ mod tests {
         assert!(with(0, "period", json!(45)).contains("multiple of 60"));
         // Functions and quoted search terms are no ids; references are null at load.
         assert_eq!(
-            expression_refs("FILL(m1, 0) + SUM(METRICS()) * 1e3 + SEARCH('{AWS/EC2} cpu', 'Average', 60)"),
+            expression_refs(
+                "FILL(m1, 0) + SUM(METRICS()) * 1e3 + SEARCH('{AWS/EC2} cpu', 'Average', 60)"
+            ),
             ["m1"]
         );
         let mut q = error_rate();
@@ -1086,7 +1114,10 @@ mod tests {
         let e = p.check_change(None, &desired(both)).unwrap_err();
         assert!(e.contains("keep one"), "{e}");
         let mut neither = single.clone();
-        neither.as_object_mut().unwrap().remove("extended_statistic");
+        neither
+            .as_object_mut()
+            .unwrap()
+            .remove("extended_statistic");
         assert!(p.check_change(None, &desired(neither)).is_err());
         let mut mixed = single.clone();
         mixed["query"] = error_rate();
@@ -1101,7 +1132,8 @@ mod tests {
         dp["datapoints_to_alarm"] = json!(4);
         let e = p.check_change(None, &desired(dp)).unwrap_err();
         assert!(e.contains("above evaluation_periods 3"), "{e}");
-        let bare = json!({ "name": "a", "evaluation_periods": 1, "threshold": 1, "comparison": ">" });
+        let bare =
+            json!({ "name": "a", "evaluation_periods": 1, "threshold": 1, "comparison": ">" });
         assert!(
             p.check_change(None, &desired(bare))
                 .unwrap_err()

@@ -113,7 +113,11 @@ json.dump(m, open(os.path.join(d, "service-2.json"), "w"))
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     dir
 }
 
@@ -422,11 +426,17 @@ async fn apply_read_back_with_the_cli_drift_rename_and_destroy() {
     env.run(["plan", "a.toml", "--detailed-exitcode"])
         .assert_code(2)
         .assert_stdout_contains("threshold = 0.5 -> 0.75")
-        .assert_stdout_contains("must be replaced, the new one created first (because name changed)");
+        .assert_stdout_contains(
+            "must be replaced, the new one created first (because name changed)",
+        );
     env.ok(["apply", "a.toml", "--auto-approve"]);
     let now = alarms(
         &env,
-        &["alarms-latency-p95", "alarms-5xx-rate", "alarms-5xx-rate-v2"],
+        &[
+            "alarms-latency-p95",
+            "alarms-5xx-rate",
+            "alarms-5xx-rate-v2",
+        ],
     )
     .await;
     let mut got: Vec<_> = now
@@ -596,9 +606,14 @@ async fn a_create_whose_reply_was_lost_converges_and_is_adopted() {
         c.env("AWS_MAX_ATTEMPTS", "1");
     });
     assert_eq!(run.code(), Some(1), "{run}");
-    assert!(!alarms(&env, &["alarms-latency-p95", "alarms-5xx-rate"]).await.is_empty());
+    assert!(
+        !alarms(&env, &["alarms-latency-p95", "alarms-5xx-rate"])
+            .await
+            .is_empty()
+    );
     proxy.clear_faults();
-    env.run(["plan", "a.toml"]).assert_stdout_contains("adopted");
+    env.run(["plan", "a.toml"])
+        .assert_stdout_contains("adopted");
     env.ok(["apply", "a.toml", "--auto-approve"]);
     env.ok(["plan", "a.toml", "--detailed-exitcode"]);
 
