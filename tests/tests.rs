@@ -6,6 +6,7 @@
 
 mod common;
 
+mod alarm;
 mod harness_smoke;
 mod log_group;
 

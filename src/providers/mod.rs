@@ -18,6 +18,7 @@ mod alb;
 mod alb_listener;
 mod alb_listener_rule;
 mod alb_target_group;
+mod cloudwatch_alarm;
 mod cloudwatch_log_group;
 mod data_security_group;
 mod data_subnets;
@@ -451,6 +452,7 @@ pub fn registry() -> &'static Registry {
             Box::new(alb_target_group::AlbTargetGroup),
             Box::new(alb_listener::AlbListener),
             Box::new(alb_listener_rule::AlbListenerRule),
+            Box::new(cloudwatch_alarm::CloudwatchAlarm),
         ];
         let data: Vec<Box<dyn DataSource>> = vec![
             Box::new(data_vpc::Vpc),

@@ -579,6 +579,337 @@ def check_elbv2_names_and_ports_are_unique(endpoint: str) -> None:
     refused(listener, "DuplicateListener")
 
 
+# CloudWatch over Smithy RPC v2 CBOR. The path prefix the SDKs post to, one
+# operation per path: /service/GraniteServiceVersion20100801/operation/<Op>.
+CLOUDWATCH_TARGET = "GraniteServiceVersion20100801"
+CBOR_PREFIX = f"/service/{CLOUDWATCH_TARGET}/operation/"
+
+
+class CloudWatchCborAdapter:
+    """WSGI middleware in front of moto: CloudWatch's CBOR requests become JSON.
+
+    Every other request reaches moto untouched. A CBOR request is decoded and
+    re-sent to moto as the awsJson1_0 protocol moto speaks (path ``/``,
+    ``X-Amz-Target``, the same ``Authorization`` so moto routes it by the
+    SigV4 scope); moto's JSON reply is re-encoded as CBOR by walking
+    botocore's output shape of the operation, because the Rust SDK's decoder
+    takes each member only in its exact CBOR type.
+    """
+
+    def __init__(self, app):  # type: ignore[no-untyped-def]
+        import botocore.session
+
+        self.app = app
+        self.model = botocore.session.get_session().get_service_model("cloudwatch")
+
+    def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") != "POST" or not path.startswith(CBOR_PREFIX):
+            return self.app(environ, start_response)
+        return self._translate(environ, start_response, path[len(CBOR_PREFIX):])
+
+    def _translate(self, environ, start_response, op: str):  # type: ignore[no-untyped-def]
+        import gzip
+        import io
+        import json
+
+        import cbor2
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        if environ.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip":
+            body = gzip.decompress(body)
+        request = _cbor_to_json(cbor2.loads(body)) if body else {}
+        payload = json.dumps(request).encode()
+        inner = {k: v for k, v in environ.items()
+                 if k not in ("HTTP_CONTENT_ENCODING", "HTTP_SMITHY_PROTOCOL", "HTTP_ACCEPT")}
+        inner.update({
+            "PATH_INFO": "/",
+            "RAW_URI": "/",
+            "REQUEST_URI": "/",
+            "QUERY_STRING": "",
+            "CONTENT_TYPE": "application/x-amz-json-1.0",
+            "CONTENT_LENGTH": str(len(payload)),
+            "HTTP_X_AMZ_TARGET": f"{CLOUDWATCH_TARGET}.{op}",
+            "wsgi.input": io.BytesIO(payload),
+        })
+        captured: dict = {}  # type: ignore[type-arg]
+
+        def capture(status, headers, exc_info=None):  # type: ignore[no-untyped-def]
+            captured["status"], captured["headers"] = status, headers
+            return lambda _data: None
+
+        try:
+            chunks = self.app(inner, capture)
+            try:
+                reply = b"".join(chunks)
+            finally:
+                getattr(chunks, "close", lambda: None)()
+        except NotImplementedError as exc:
+            captured["status"], captured["headers"] = "500 INTERNAL SERVER ERROR", []
+            reply = str(exc).encode()
+        status = int(captured["status"].split()[0])
+        headers = {k.lower(): v for k, v in captured["headers"]}
+        out_headers = [("smithy-protocol", "rpc-v2-cbor"), ("Content-Type", "application/cbor")]
+        for name in ("x-amzn-requestid", "x-amzn-query-error"):
+            if name in headers:
+                out_headers.append((name, headers[name]))
+        if status < 300:
+            data = json.loads(reply) if reply.strip() else {}
+            shape = self.model.operation_model(op).output_shape
+            out = cbor2.dumps(_json_to_cbor(data, shape) if shape is not None else {})
+        else:
+            code, message = _error_of(reply)
+            if status == 500 and (code == "InternalFailure" or "not been implemented" in message
+                                  or "NotImplementedError" in message):
+                # moto's "action not implemented" is final: a 500 would be retried.
+                status, code = 501, "NotImplemented"
+                message = message or f"moto does not implement CloudWatch {op}"
+            if "x-amzn-query-error" not in headers:
+                fault = "Receiver" if status >= 500 else "Sender"
+                out_headers.append(("x-amzn-query-error", f"{code};{fault}"))
+            out = cbor2.dumps({"__type": f"com.amazonaws.cloudwatch#{code}", "message": message})
+        out_headers.append(("Content-Length", str(len(out))))
+        reasons = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error",
+                   501: "Not Implemented"}
+        start_response(f"{status} {reasons.get(status, 'Status')}", out_headers)
+        return [out]
+
+
+def _cbor_to_json(v):  # type: ignore[no-untyped-def]
+    """A decoded CBOR request as JSON values (awsJson's epoch seconds, base64 blobs)."""
+    import base64
+    import datetime
+
+    import cbor2
+
+    if isinstance(v, dict):
+        return {k: _cbor_to_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_cbor_to_json(x) for x in v]
+    if isinstance(v, datetime.datetime):
+        return v.timestamp()
+    if isinstance(v, cbor2.CBORTag) and v.tag == 1:
+        return v.value
+    if isinstance(v, bytes):
+        return base64.b64encode(v).decode()
+    return v
+
+
+def _json_to_cbor(v, shape):  # type: ignore[no-untyped-def]
+    """moto's JSON value of ``shape`` in the exact CBOR type the shape asks for."""
+    import base64
+    import datetime
+
+    import cbor2
+
+    if v is None:
+        return None
+    t = shape.type_name
+    if t == "structure":
+        out = {}
+        for name, member in shape.members.items():
+            if name in v and v[name] is not None:
+                out[name] = _json_to_cbor(v[name], member)
+        return out
+    if t == "list":
+        return [_json_to_cbor(x, shape.member) for x in v]
+    if t == "map":
+        return {k: _json_to_cbor(x, shape.value) for k, x in v.items()}
+    if t == "timestamp":
+        if isinstance(v, str):
+            try:
+                v = float(v)
+            except ValueError:
+                v = datetime.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+        return cbor2.CBORTag(1, float(v))
+    if t in ("double", "float"):
+        return float(v)
+    if t in ("integer", "long", "short", "byte"):
+        return int(v)
+    if t == "boolean":
+        return v if isinstance(v, bool) else str(v).lower() == "true"
+    if t == "blob":
+        return base64.b64decode(v) if isinstance(v, str) else bytes(v)
+    return str(v)
+
+
+def _error_of(reply: bytes) -> tuple[str, str]:
+    """The code and message of a moto error reply, JSON or query XML."""
+    import json
+
+    try:
+        doc = json.loads(reply)
+        code = str(doc.get("__type") or doc.get("code") or "InternalFailure")
+        return code.rsplit("#", 1)[-1], str(doc.get("message") or doc.get("Message") or "")
+    except ValueError:
+        pass
+    try:
+        root = ElementTree.fromstring(reply)
+        code = next((e.text for e in root.iter() if e.tag.endswith("Code")), None)
+        message = next((e.text for e in root.iter() if e.tag.endswith("Message")), None)
+        return code or "InternalFailure", message or ""
+    except ElementTree.ParseError:
+        return "InternalFailure", reply.decode(errors="replace")[:500]
+
+
+@patch
+def cloudwatch_rpc_v2_cbor() -> None:
+    """CloudWatch speaks Smithy RPC v2 CBOR; moto speaks only its query/JSON.
+
+    The current aws-sdk-cloudwatch (and botocore) send CloudWatch calls as
+    CBOR POSTs to ``/service/GraniteServiceVersion20100801/operation/<Op>``
+    and expect CBOR back; moto 5.2.1 routes nothing there (getmoto/moto issue
+    9195). AWS serves all three protocols.
+
+    Fix: wrap moto's WSGI app in ``CloudWatchCborAdapter`` (above): such a
+    request is decoded (gunzipped when ``Content-Encoding: gzip``) and handed
+    to moto as awsJson1_0; the reply is re-encoded by botocore's output shape
+    (timestamps as tag 1, doubles as floats, blobs as byte strings), errors
+    keep ``__type`` and ``x-amzn-query-error``, and an action moto lacks is a
+    final 501 instead of a retried 500.
+    """
+    from moto.moto_server import threaded_moto_server
+
+    dispatcher = threaded_moto_server.DomainDispatcherApplication
+
+    def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return CloudWatchCborAdapter(dispatcher(*args, **kwargs))
+
+    threaded_moto_server.DomainDispatcherApplication = wrapped
+
+
+@patch
+def cloudwatch_alarm_tags() -> None:
+    """CloudWatch PutMetricAlarm tags an existing alarm; DeleteAlarms keeps tags.
+
+    moto 5.2.1 applies the ``Tags`` of every PutMetricAlarm, and deleting an
+    alarm leaves its tags behind, so an alarm made again under that name (the
+    same ARN) inherits them. AWS takes ``Tags`` only when the call creates the
+    alarm ("any tags you specify are ignored" on an update; TagResource changes
+    them) and deletes an alarm's tags with it. An update that relied on
+    PutMetricAlarm for tags would pass under moto only.
+
+    Fix: wrap ``CloudWatchBackend.put_metric_alarm`` to drop ``tags`` when the
+    alarm exists, and ``delete_alarms`` to delete each alarm's tags with it.
+    """
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    put, delete = CloudWatchBackend.put_metric_alarm, CloudWatchBackend.delete_alarms
+
+    def put_metric_alarm(self, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name in self.alarms:
+            kwargs["tags"] = None
+        return put(self, name, *args, **kwargs)
+
+    def delete_alarms(self, alarm_names):  # type: ignore[no-untyped-def]
+        for name in alarm_names:
+            if name in self.alarms:
+                self.tagger.delete_all_tags_for_resource(self.alarms[name].alarm_arn)
+        return delete(self, alarm_names)
+
+    CloudWatchBackend.put_metric_alarm = put_metric_alarm
+    CloudWatchBackend.delete_alarms = delete_alarms
+
+
+@selftest
+def check_cloudwatch_alarm_tags(endpoint: str) -> None:
+    alarm = {
+        "AlarmName": "selftest-tags", "Namespace": "N", "MetricName": "M",
+        "Statistic": "Sum", "Period": 60, "EvaluationPeriods": 1, "Threshold": 1.0,
+        "ComparisonOperator": "GreaterThanThreshold",
+    }
+    arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:selftest-tags"
+
+    def tags() -> list:  # type: ignore[type-arg]
+        _, _, out = _cloudwatch_cbor(endpoint, "ListTagsForResource", {"ResourceARN": arn})
+        return out.get("Tags", [])
+
+    _cloudwatch_cbor(endpoint, "PutMetricAlarm", {**alarm, "Tags": [{"Key": "a", "Value": "1"}]})
+    _cloudwatch_cbor(endpoint, "PutMetricAlarm", {**alarm, "Tags": [{"Key": "b", "Value": "2"}]})
+    if tags() != [{"Key": "a", "Value": "1"}]:
+        raise AssertionError(f"an update's Tags were applied: {tags()}")
+    _cloudwatch_cbor(endpoint, "DeleteAlarms", {"AlarmNames": ["selftest-tags"]})
+    _cloudwatch_cbor(endpoint, "PutMetricAlarm", alarm)
+    if tags():
+        raise AssertionError(f"a re-made alarm inherited its predecessor's tags: {tags()}")
+    _cloudwatch_cbor(endpoint, "DeleteAlarms", {"AlarmNames": ["selftest-tags"]})
+
+
+def _cloudwatch_cbor(endpoint: str, op: str, body: dict):  # type: ignore[type-arg,no-untyped-def]
+    """One CloudWatch call as the CBOR SDKs make it: (status, headers, decoded reply)."""
+    import urllib.error
+
+    import cbor2
+
+    headers = {
+        "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/monitoring/"
+        "aws4_request, SignedHeaders=host, Signature=0",
+        "Content-Type": "application/cbor",
+        "Accept": "application/cbor",
+        "smithy-protocol": "rpc-v2-cbor",
+    }
+    req = urllib.request.Request(f"{endpoint}{CBOR_PREFIX}{op}", data=cbor2.dumps(body),
+                                 method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            return resp.status, dict(resp.headers), cbor2.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), cbor2.loads(err.read())
+
+
+@selftest
+def check_cloudwatch_rpc_v2_cbor(endpoint: str) -> None:
+    import json as _json
+
+    import cbor2
+
+    alarm = {
+        "AlarmName": "selftest-cbor", "Namespace": "AWS/ApplicationELB",
+        "MetricName": "TargetResponseTime", "ExtendedStatistic": "p95", "Period": 60,
+        "EvaluationPeriods": 3, "Threshold": 0.5,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "Dimensions": [{"Name": "LoadBalancer", "Value": "app/web/123"}],
+    }
+    status, headers, _ = _cloudwatch_cbor(endpoint, "PutMetricAlarm", alarm)
+    if status != 200 or headers.get("smithy-protocol") != "rpc-v2-cbor":
+        raise AssertionError(f"PutMetricAlarm over CBOR: HTTP {status} {headers}")
+    _, _, out = _cloudwatch_cbor(endpoint, "DescribeAlarms", {"AlarmNames": ["selftest-cbor"]})
+    (got,) = out["MetricAlarms"]
+    if got["ExtendedStatistic"] != "p95" or got["Dimensions"] != alarm["Dimensions"]:
+        raise AssertionError(f"DescribeAlarms over CBOR read back {got}")
+    if not (isinstance(got["Threshold"], float) and type(got["Period"]) is int):
+        raise AssertionError(f"numbers not in their CBOR types: {got}")
+    updated = got["AlarmConfigurationUpdatedTimestamp"]
+    if not (isinstance(updated, cbor2.CBORTag) and updated.tag == 1) and not hasattr(
+        updated, "tzinfo"
+    ):
+        raise AssertionError(f"a timestamp is not CBOR tag 1: {updated!r}")
+    # The JSON protocol (the AWS CLI's, with a JSON service model) sees the same alarm.
+    req = urllib.request.Request(
+        f"{endpoint}/", method="POST",
+        data=_json.dumps({"AlarmNames": ["selftest-cbor"]}).encode(),
+        headers={
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/"
+            "monitoring/aws4_request, SignedHeaders=host, Signature=0",
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": f"{CLOUDWATCH_TARGET}.DescribeAlarms",
+        })
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        (as_json,) = _json.loads(resp.read())["MetricAlarms"]
+    if as_json["Threshold"] != 0.5 or as_json["ExtendedStatistic"] != "p95":
+        raise AssertionError(f"DescribeAlarms over JSON read back {as_json}")
+    status, headers, err = _cloudwatch_cbor(endpoint, "SetAlarmState", {
+        "AlarmName": "selftest-no-such-alarm", "StateValue": "ALARM", "StateReason": "x"})
+    if status != 404 or not err.get("__type", "").endswith("ResourceNotFound") \
+            or "ResourceNotFound" not in headers.get("x-amzn-query-error", ""):
+        raise AssertionError(f"an error over CBOR: HTTP {status} {headers} {err}")
+    status, _, err = _cloudwatch_cbor(endpoint, "DescribeAnomalyDetectors", {})
+    if status != 501:
+        raise AssertionError(f"an action moto lacks: HTTP {status} {err}")
+    _cloudwatch_cbor(endpoint, "DeleteAlarms", {"AlarmNames": ["selftest-cbor"]})
+
+
 # ---------------------------------------------------------------------------
 # Plumbing
 # ---------------------------------------------------------------------------
