@@ -14,6 +14,7 @@ mod alb;
 mod audit;
 mod cli_flags;
 mod crash;
+mod demo;
 mod faults;
 mod features;
 mod first_contact;
