@@ -271,15 +271,10 @@ async fn sync_tags(
     have: &BTreeMap<String, String>,
     want: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let set: std::collections::HashMap<String, String> = want
-        .iter()
-        .filter(|(k, v)| have.get(*k) != Some(*v))
+    let (set, unset) = super::toolkit::tag_changes(have, want);
+    let set: std::collections::HashMap<String, String> = set
+        .into_iter()
         .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let unset: Vec<String> = have
-        .keys()
-        .filter(|k| !want.contains_key(*k))
-        .cloned()
         .collect();
     if !set.is_empty() {
         logs(aws)

@@ -829,14 +829,13 @@ async fn sync_tags(
     have: &BTreeMap<String, String>,
     want: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let set: Vec<Tag> = want
-        .iter()
-        .filter(|(k, v)| have.get(*k) != Some(*v))
+    let (set, unset) = super::toolkit::tag_changes(have, want);
+    let set: Vec<Tag> = set
+        .into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect();
-    let unset: Vec<Tag> = have
-        .keys()
-        .filter(|k| !want.contains_key(*k))
+    let unset: Vec<Tag> = unset
+        .into_iter()
         .map(|k| Tag::builder().key(k).build())
         .collect();
     if !set.is_empty() {

@@ -24,6 +24,24 @@ pub fn id_from(desired: &BTreeMap<String, Desired>, attr: &str) -> Option<String
         .map(str::to_owned)
 }
 
+/// What takes `have` to `want`: the tags to set (new or changed values) and the keys to
+/// remove. Each service then makes its own two calls (TagResource / UntagResource, …).
+pub fn tag_changes<'a>(
+    have: &BTreeMap<String, String>,
+    want: &'a BTreeMap<String, String>,
+) -> (Vec<(&'a String, &'a String)>, Vec<String>) {
+    let set = want
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .collect();
+    let unset = have
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .cloned()
+        .collect();
+    (set, unset)
+}
+
 /// Tags as an attribute value: sorted, and an empty table when there are none, so that
 /// `tags = {}` compares equal (a stack without `tags` leaves them unmanaged).
 pub fn tags_value(tags: &BTreeMap<String, String>) -> Value {
@@ -58,4 +76,27 @@ pub async fn read_back(provider: &dyn Provider, cx: &Cx<'_>, id: &str) -> Result
             provider.kind()
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_changes_set_what_differs_and_remove_what_is_gone() {
+        let m = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let have = m(&[("keep", "1"), ("change", "old"), ("drop", "x")]);
+        let want = m(&[("keep", "1"), ("change", "new"), ("add", "y")]);
+        let (set, unset) = tag_changes(&have, &want);
+        let set: Vec<(&str, &str)> = set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(set, [("add", "y"), ("change", "new")]);
+        assert_eq!(unset, ["drop"]);
+        let (set, unset) = tag_changes(&want, &want);
+        assert!(set.is_empty() && unset.is_empty());
+    }
 }
