@@ -224,59 +224,73 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     let mut name = None;
     let (mut account_id, mut profile) = (None, None);
     let mut environments: Vec<String> = Vec::new();
+    // Errors in the header tables are collected with the resources' (the file's every
+    // error at once, in file order); only a wrong `--env` stops at once.
+    let mut errors = Vec::new();
     for (k, kspan, v) in entries(stack_t) {
-        match k {
-            "name" => {
-                let n = as_str(&cx, v, "name")?;
-                if n.is_empty()
-                    || !n
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                {
-                    return Err(cx
-                        .err(v.span(), format!("invalid stack name \"{n}\""))
-                        .hint("use letters, digits, '-' and '_'"));
-                }
-                name = Some(n.to_owned());
-            }
-            "region" => cx.region = Some(as_str(&cx, v, "region")?.to_owned()),
-            "account_id" => account_id = Some(account_id_of(&cx, v)?),
-            "profile" => profile = Some(as_str(&cx, v, "profile")?.to_owned()),
-            "environments" => {
-                for (e, espan) in str_list(&cx, v, "environments")? {
-                    // Names become paths (state/<stack>/<env>.json) and parts of AWS names.
-                    let valid = !e.is_empty()
-                        && e.chars().all(|c| {
-                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
-                        });
-                    if !valid {
+        let key = || -> Result<(), Diagnostic> {
+            match k {
+                "name" => {
+                    let n = as_str(&cx, v, "name")?;
+                    if n.is_empty()
+                        || !n
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    {
                         return Err(cx
+                            .err(v.span(), format!("invalid stack name \"{n}\""))
+                            .hint("use letters, digits, '-' and '_'"));
+                    }
+                    name = Some(n.to_owned());
+                }
+                "region" => cx.region = Some(as_str(&cx, v, "region")?.to_owned()),
+                "account_id" => account_id = Some(account_id_of(&cx, v)?),
+                "profile" => profile = Some(as_str(&cx, v, "profile")?.to_owned()),
+                "environments" => {
+                    for (e, espan) in str_list(&cx, v, "environments")? {
+                        // Names become paths (state/<stack>/<env>.json) and parts of AWS names.
+                        let valid = !e.is_empty()
+                            && e.chars().all(|c| {
+                                c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
+                            });
+                        if !valid {
+                            return Err(cx
                             .err(espan, format!("environment name {e:?} is not valid"))
                             .hint("use lowercase letters, digits, '-' and '_' (it becomes part of paths and AWS names)"));
+                        }
+                        if environments.contains(&e) {
+                            return Err(cx
+                                .err(espan, format!("environment `{e}` is listed twice"))
+                                .hint("list each environment once"));
+                        }
+                        environments.push(e);
                     }
-                    if environments.contains(&e) {
-                        return Err(cx
-                            .err(espan, format!("environment `{e}` is listed twice"))
-                            .hint("list each environment once"));
-                    }
-                    environments.push(e);
+                }
+                _ => {
+                    return Err(unknown_key(
+                        &cx,
+                        k,
+                        kspan,
+                        "[stack]",
+                        &["name", "region", "environments", "account_id", "profile"],
+                    ));
                 }
             }
-            _ => {
-                return Err(unknown_key(
-                    &cx,
-                    k,
-                    kspan,
-                    "[stack]",
-                    &["name", "region", "environments", "account_id", "profile"],
-                ));
-            }
+            Ok(())
+        };
+        if let Err(e) = key() {
+            errors.push(e);
         }
     }
-    cx.stack_name = name.ok_or_else(|| {
-        cx.err(stack_v.span(), "[stack] has no `name`")
-            .hint("add name = \"webapp\"")
-    })?;
+    cx.stack_name = name.unwrap_or_else(|| {
+        if get(stack_t, "name").is_none() {
+            errors.push(
+                cx.err(stack_v.span(), "[stack] has no `name`")
+                    .hint("add name = \"webapp\""),
+            );
+        }
+        "stack".to_owned()
+    });
 
     // Environment selection.
     let env_tables = match get(root, "env") {
@@ -288,35 +302,40 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         &source,
         get(stack_t, "environments").map_or(0..0, |v| v.span()),
     );
-    match (&opts.env, environments.is_empty()) {
-        (None, false) => {
-            return Err(Diagnostic::new(format!(
+    let wrong_env = match (&opts.env, environments.is_empty()) {
+        (None, false) => Some(
+            Diagnostic::new(format!(
                 "stack `{}` has environments ({}); choose one with --env",
                 cx.stack_name,
                 environments.join(", ")
             ))
             .at(envs_at.clone())
-            .hint(format!("e.g. --env {}", environments[0])));
-        }
+            .hint(format!("e.g. --env {}", environments[0])),
+        ),
         (Some(e), false) if !environments.contains(e) => {
             let d = Diagnostic::new(format!(
                 "unknown environment `{e}`; this stack has {}",
                 environments.join(", ")
             ))
             .at(envs_at.clone());
-            return Err(match suggest(e, environments.iter().map(String::as_str)) {
+            Some(match suggest(e, environments.iter().map(String::as_str)) {
                 Some(s) => d.hint(format!("did you mean `--env {s}`?")),
                 None => d.hint("add it to [stack] environments, or pick one of those"),
-            });
+            })
         }
-        (Some(e), true) => {
-            return Err(Diagnostic::new(format!(
+        (Some(e), true) => Some(
+            Diagnostic::new(format!(
                 "--env {e} given, but the stack declares no environments"
             ))
             .at(Location::from_span(path, &source, stack_v.span()))
-            .hint("add environments = [\"dev\", ...] to [stack], or drop --env"));
-        }
-        _ => {}
+            .hint("add environments = [\"dev\", ...] to [stack], or drop --env"),
+        ),
+        _ => None,
+    };
+    // Nothing below means much for the wrong environment: stop here. When [stack] has
+    // errors of its own, those come first (a malformed `environments` list may be why).
+    if let Some(d) = wrong_env {
+        return Err(Diagnostic::all(errors).unwrap_or(d));
     }
     cx.env = opts.env.clone();
 
@@ -325,58 +344,80 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     if let Some(v) = get(root, "vars") {
         for (k, _, val) in entries(as_table(&cx, v, "vars")?) {
             declared_vars.insert(k.to_owned());
-            cx.vars.insert(k.to_owned(), literal(&cx, val)?);
+            match literal(&cx, val) {
+                Ok(x) => {
+                    cx.vars.insert(k.to_owned(), x);
+                }
+                Err(e) => errors.push(e),
+            }
         }
     }
     if let Some(envs) = env_tables {
         for (e, espan, et) in entries(envs) {
             if !environments.iter().any(|x| x == e) {
-                return Err(cx
-                    .err(
+                errors.push(
+                    cx.err(
                         espan,
                         format!("[env.{e}] names an environment not in [stack] environments"),
                     )
-                    .hint(format!("declared: {}", environments.join(", "))));
+                    .hint(format!("declared: {}", environments.join(", "))),
+                );
+                continue;
             }
             let chosen = Some(e) == cx.env.as_deref();
-            for (k, kspan, v) in entries(as_table(&cx, et, &format!("env.{e}"))?) {
-                match k {
-                    "vars" => {
-                        for (vk, _, vv) in entries(as_table(&cx, v, &format!("env.{e}.vars"))?) {
-                            declared_vars.insert(vk.to_owned());
-                            if chosen {
-                                cx.vars.insert(vk.to_owned(), literal(&cx, vv)?);
+            let et = match as_table(&cx, et, &format!("env.{e}")) {
+                Ok(t) => t,
+                Err(d) => {
+                    errors.push(d);
+                    continue;
+                }
+            };
+            for (k, kspan, v) in entries(et) {
+                let key = || -> Result<(), Diagnostic> {
+                    match k {
+                        "vars" => {
+                            for (vk, _, vv) in entries(as_table(&cx, v, &format!("env.{e}.vars"))?)
+                            {
+                                declared_vars.insert(vk.to_owned());
+                                let val = literal(&cx, vv)?;
+                                if chosen {
+                                    cx.vars.insert(vk.to_owned(), val);
+                                }
                             }
                         }
-                    }
-                    // Checked for every environment, used for the chosen one.
-                    "account_id" => {
-                        let id = account_id_of(&cx, v)?;
-                        if chosen {
-                            account_id = Some(id);
+                        // Checked for every environment, used for the chosen one.
+                        "account_id" => {
+                            let id = account_id_of(&cx, v)?;
+                            if chosen {
+                                account_id = Some(id);
+                            }
+                        }
+                        "region" => {
+                            let r = as_str(&cx, v, "region")?.to_owned();
+                            if chosen {
+                                cx.region = Some(r);
+                            }
+                        }
+                        "profile" => {
+                            let pr = as_str(&cx, v, "profile")?.to_owned();
+                            if chosen {
+                                profile = Some(pr);
+                            }
+                        }
+                        _ => {
+                            return Err(unknown_key(
+                                &cx,
+                                k,
+                                kspan,
+                                &format!("[env.{e}]"),
+                                &["vars", "account_id", "region", "profile"],
+                            ));
                         }
                     }
-                    "region" => {
-                        let r = as_str(&cx, v, "region")?.to_owned();
-                        if chosen {
-                            cx.region = Some(r);
-                        }
-                    }
-                    "profile" => {
-                        let pr = as_str(&cx, v, "profile")?.to_owned();
-                        if chosen {
-                            profile = Some(pr);
-                        }
-                    }
-                    _ => {
-                        return Err(unknown_key(
-                            &cx,
-                            k,
-                            kspan,
-                            &format!("[env.{e}]"),
-                            &["vars", "account_id", "region", "profile"],
-                        ));
-                    }
+                    Ok(())
+                };
+                if let Err(d) = key() {
+                    errors.push(d);
                 }
             }
         }
@@ -408,7 +449,6 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     let mut outputs_v = None;
     // Every resource's errors are collected, so a file with several mistakes reports them
     // all at once (in file order) rather than one per run.
-    let mut errors = Vec::new();
     let mut skipped = BTreeMap::new();
     for (top, tspan, v) in entries(root) {
         match top {

@@ -204,6 +204,39 @@ fn validate_reports_every_resource_error_at_once_in_file_order() {
     assert_eq!(run.stderr().matches("Error: ").count(), 3, "{run}");
 }
 
+/// Errors in the header tables ([stack], [vars], [env.E]) are reported with the resources'
+/// in one run, in file order, each with its location.
+#[test]
+fn validate_reports_header_and_resource_errors_together() {
+    let env = TestEnv::new();
+    env.write(
+        "head.toml",
+        "[stack]\nname = \"head\"\nenvironments = [\"dev\", \"prod\"]\nregoin = \"us-east-1\"\n\n[vars]\nwhen = 1979-05-27\n\n[env.dev]\nregion = 5\n\n[env.prdo]\nregion = \"eu-west-1\"\n\n[s3_bucket.a]\nname = \"head-a\"\nversioning = \"yes\"\n",
+    );
+    let run = env.run(["validate", "head.toml", "--env", "dev"]);
+    run.assert_code(1);
+    let err = run.stderr();
+    let at = |needle: &str| {
+        err.find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in {err}"))
+    };
+    // [stack] 4:1, [vars] 7:8, [env.dev] 10:10, [env.prdo] 12:6, the bucket 17:14.
+    let order = [
+        at("head.toml:4:1: unknown key `regoin` in [stack]"),
+        at("head.toml:7:"),
+        at("head.toml:10:"),
+        at("head.toml:12:"),
+        at("head.toml:17:"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{err}");
+    assert!(err.contains("did you mean `region`?"), "{err}");
+    assert!(
+        err.contains("[env.prdo] names an environment not in [stack] environments"),
+        "{err}"
+    );
+    assert_eq!(err.matches("Error: ").count(), 5, "{err}");
+}
+
 /// Inputs AWS would refuse, or that contradict themselves, are refused at load time with
 /// file:line:col and a fix, and no AWS call is made (plan stops before first contact).
 #[test]
