@@ -144,7 +144,12 @@ pub fn state_digest(state: &State) -> String {
 
 fn read_lines(path: &Path) -> std::io::Result<Vec<String>> {
     match fs::read_to_string(path) {
-        Ok(t) => Ok(t.lines().map(str::to_owned).collect()),
+        // An unterminated last line is a torn append (see `drop_torn_tail`): not a record.
+        Ok(t) => Ok(t
+            .split_inclusive('\n')
+            .filter_map(|l| l.strip_suffix('\n'))
+            .map(str::to_owned)
+            .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
     }
@@ -227,9 +232,32 @@ pub fn append(path: &Path, line: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir)?;
     }
-    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)?;
+    drop_torn_tail(&f)?;
     f.write_all(format!("{line}\n").as_bytes())?;
     f.sync_all()
+}
+
+/// A kill in the middle of an append leaves a line without its newline: that record never
+/// became durable (nor did its state, written only after the fsync), so it is cut off.
+fn drop_torn_tail(f: &fs::File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    if f.metadata()?.len() == 0 {
+        return Ok(());
+    }
+    let mut r = f;
+    let mut text = Vec::new();
+    r.seek(SeekFrom::Start(0))?;
+    r.read_to_end(&mut text)?;
+    if text.last() == Some(&b'\n') {
+        return Ok(());
+    }
+    let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    f.set_len(keep as u64)
 }
 
 /// A record as `audit` shows it.
@@ -304,7 +332,7 @@ pub fn verify(path: &Path, state: Option<&State>) -> std::io::Result<Report> {
             // Either record `c` never reached the state file (a kill between the two
             // writes), so this one starts from the state `c` started from, or the state
             // was edited in between.
-            if r.state_before.is_some() && r.state_before == records[c].record.state_before {
+            if r.state_before == records[c].record.state_before {
                 records[c].interrupted = true;
                 current = records[..c].iter().rposition(|x| !x.interrupted);
             } else {
@@ -337,6 +365,14 @@ pub fn verify(path: &Path, state: Option<&State>) -> std::io::Result<Report> {
     // The state file must be what the last completed record produced, and name it.
     let Some(state) = state else {
         return Ok(match records.last() {
+            // The first write was killed between its record and the state file.
+            Some(l) if records.len() == 1 && l.record.state_before.is_none() => {
+                records[0].interrupted = true;
+                Report {
+                    records,
+                    broken: None,
+                }
+            }
             Some(l) => {
                 let n = l.record.seq;
                 fail(
@@ -473,6 +509,27 @@ mod tests {
         let b = verify(&path, Some(&t)).unwrap().broken.unwrap();
         assert_eq!(b.record, 3);
         assert!(b.why.contains("changed outside Stackwright"), "{}", b.why);
+    }
+
+    #[test]
+    fn a_first_write_killed_before_the_state_and_a_torn_append_are_not_tampering() {
+        let d = tempfile::tempdir().unwrap();
+        let path = path_for(&d.path().join("s.json"));
+        let mut lost = State::new("w", Some("dev"));
+        write(d.path(), &mut lost, None, "apply");
+        // No state file was ever written.
+        let r = verify(&path, None).unwrap();
+        assert_eq!(r.broken, None, "{r:?}");
+        assert!(r.records[0].interrupted);
+        // The next run starts from no state again, after a torn half-line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"seq\":2,\"ti").unwrap();
+        let mut s = State::new("w", Some("dev"));
+        write(d.path(), &mut s, None, "apply");
+        let r = verify(&path, Some(&s)).unwrap();
+        assert_eq!(r.broken, None, "{r:?}");
+        assert_eq!(r.records.len(), 2);
+        assert!(r.records[0].interrupted && !r.records[1].interrupted);
     }
 
     #[test]

@@ -137,6 +137,9 @@ impl Crash {
             "AWS must hold exactly the stack's resources"
         );
         assert_eq!(self.history(pg), "1,2,3", "each migration applied once");
+        // The state's history still verifies: a killed run wrote no record, or one the
+        // audit shows as interrupted; the recovery is a record of its own.
+        self.run(&["audit", "crash.toml"]).assert_code(0);
         (duplicates, orphans)
     }
 
