@@ -438,7 +438,10 @@ pub fn render(plan: &Plan) -> String {
     out
 }
 
-/// A markdown rendering for CI comments.
+/// A markdown rendering for CI comments (`plan --markdown`): the summary first, destroys
+/// and replaces called out above everything else, one table row per change, each
+/// resource's details collapsible, then migrations and outputs. Secrets show as the text
+/// plan shows them: `(sensitive)`.
 pub fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
     let env = plan
@@ -459,11 +462,34 @@ pub fn markdown(plan: &Plan) -> String {
         .iter()
         .filter(|c| c.action != Action::NoOp)
         .collect();
+    let dangerous: Vec<&&Change> = active
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.action,
+                Action::Delete | Action::Replace | Action::CreateThenDelete
+            )
+        })
+        .collect();
+    if !dangerous.is_empty() {
+        let _ = writeln!(out, "> [!WARNING]\n> This plan deletes or replaces:");
+        for c in &dangerous {
+            let why = if c.replace_because.is_empty() {
+                String::new()
+            } else {
+                format!(" (forced by {})", c.replace_because.join(", "))
+            };
+            let _ = writeln!(out, "> - `{}` {}{why}", c.address, c.action.verb());
+        }
+        out.push('\n');
+    }
     if !active.is_empty() {
         let _ = writeln!(out, "| action | address | detail |\n|---|---|---|");
-        for c in active {
+        for c in &active {
             let detail = match c.action {
-                Action::Replace => format!("forced by {}", c.replace_because.join(", ")),
+                Action::Replace | Action::CreateThenDelete => {
+                    format!("forced by {}", c.replace_because.join(", "))
+                }
                 Action::Update => c.changed_attrs().join(", "),
                 _ => String::new(),
             };
@@ -473,6 +499,49 @@ pub fn markdown(plan: &Plan) -> String {
                 c.action.symbol(),
                 c.action.verb(),
                 c.address
+            );
+        }
+        out.push('\n');
+        for c in &active {
+            let mut one = String::new();
+            render_change(&mut one, c);
+            let _ = writeln!(
+                out,
+                "<details><summary><code>{}</code> {}</summary>\n\n```diff\n{}```\n</details>\n",
+                c.address,
+                c.action.verb(),
+                anstream::adapter::strip_str(&one)
+            );
+        }
+    } else {
+        let _ = writeln!(out, "No resource changes.\n");
+    }
+    if let Some(m) = &plan.migrations {
+        let _ = writeln!(out, "#### Migrations against `{}`\n", m.database);
+        if let Some(i) = &m.interrupted {
+            let _ = writeln!(out, "- **{i}**");
+        }
+        if let Some(r) = &m.unknown_reason {
+            let _ = writeln!(out, "- {r}");
+        }
+        if m.pending.is_empty() && m.unknown_reason.is_none() {
+            let _ = writeln!(out, "None pending.");
+        } else {
+            let _ = writeln!(out, "Snapshot first: {}\n", m.snapshot);
+            for p in &m.pending {
+                let _ = writeln!(out, "1. `{p}`");
+            }
+        }
+        for f in &m.findings {
+            let mark = match (&f.allowed, f.blocking) {
+                (Some(_), _) => "allowed",
+                (None, true) => "**blocks apply**",
+                (None, false) => "warning",
+            };
+            let _ = writeln!(
+                out,
+                "- {}:{}:{} {mark}: {}",
+                f.file, f.line, f.column, f.message
             );
         }
         out.push('\n');

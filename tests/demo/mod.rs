@@ -45,6 +45,22 @@ async fn the_demo_stack_applies_replans_to_no_changes_and_reads_back() {
     };
 
     cmd("plan", &["--detailed-exitcode"]).assert_code(2);
+    // The pull-request comment: summary first, a row and a collapsible block per resource,
+    // the migrations with the snapshot taken first, and no secret.
+    let md = cmd("plan", &["--markdown"]);
+    md.assert_success();
+    let md = md.stdout();
+    assert!(md.starts_with("### Stackwright plan: `webapp` (dev)\n\n**19 to add, 0 to change, 0 to replace, 0 to destroy.**"), "{md}");
+    assert!(!md.contains("[!WARNING]"), "nothing is deleted: {md}");
+    assert_eq!(md.matches("<details><summary><code>").count(), 19, "{md}");
+    assert!(md.contains("| `+` create | `alb_listener.http` |"), "{md}");
+    assert!(
+        md.contains("#### Migrations against `rds_instance.main`"),
+        "{md}"
+    );
+    for secret in ["demo-test-secret", pg.password(), url.as_str()] {
+        assert!(!md.contains(secret), "a secret in the markdown plan");
+    }
     cmd("apply", &["--auto-approve"])
         .assert_success()
         .assert_stdout_contains("Apply complete! Resources: 19 added");
