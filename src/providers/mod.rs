@@ -23,6 +23,7 @@ mod cloudwatch_log_group;
 mod data_security_group;
 mod data_subnets;
 mod data_vpc;
+mod iam_role;
 mod rds_instance;
 mod rds_parameter_group;
 mod rds_subnet_group;
@@ -453,6 +454,7 @@ pub fn registry() -> &'static Registry {
             Box::new(alb_listener::AlbListener),
             Box::new(alb_listener_rule::AlbListenerRule),
             Box::new(cloudwatch_alarm::CloudwatchAlarm),
+            Box::new(iam_role::IamRole),
         ];
         let data: Vec<Box<dyn DataSource>> = vec![
             Box::new(data_vpc::Vpc),

@@ -90,6 +90,9 @@ pub struct Attr {
     pub local: bool,
     pub secret: SecretMode,
     pub default: Default,
+    /// A [`Ty::StringList`] that may also be written as one string (`"ecs-tasks.amazonaws.com"`),
+    /// read as a list of that one item.
+    pub one_or_many: bool,
     pub doc: &'static str,
 }
 
@@ -103,6 +106,7 @@ impl Attr {
             local: false,
             secret: SecretMode::No,
             default: Default::None,
+            one_or_many: false,
             doc,
         }
     }
@@ -124,6 +128,10 @@ impl Attr {
     }
     pub const fn default(mut self, d: Default) -> Self {
         self.default = d;
+        self
+    }
+    pub const fn one_or_many(mut self) -> Self {
+        self.one_or_many = true;
         self
     }
 }

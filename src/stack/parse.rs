@@ -742,6 +742,10 @@ fn attr_expr(
                 attr.name
             )));
     }
+    // One string where a list of one is meant (`assume_role_service = "ecs-tasks.amazonaws.com"`).
+    if attr.one_or_many && matches!(v.get_ref(), DeValue::String(_)) {
+        return typed(cx, &ctx, Ty::String, v).map(|e| Expr::List(vec![e]));
+    }
     // A value that may be a secret (a SecureString's) never shows in an error snippet.
     typed(cx, &ctx, attr.ty, v).map_err(|d| {
         if attr.secret == SecretMode::No {

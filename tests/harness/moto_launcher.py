@@ -910,6 +910,84 @@ def check_cloudwatch_rpc_v2_cbor(endpoint: str) -> None:
     _cloudwatch_cbor(endpoint, "DeleteAlarms", {"AlarmNames": ["selftest-cbor"]})
 
 
+@patch
+def iam_aws_managed_policies_on_demand() -> None:
+    """IAM knows no AWS managed policy unless all 1,485 are loaded at start.
+
+    moto 5.2.1 starts with no AWS managed policies (``MOTO_IAM_LOAD_MANAGED_POLICIES``
+    loads every one into every IAM backend, which is slow), so AttachRolePolicy of
+    ``arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy`` fails with
+    ``NoSuchEntity``; AWS has every managed policy in every account. A role that attaches
+    one, the common case for ECS tasks, could not be applied under moto.
+
+    Fix: wrap ``IAMBackend.attach_role_policy``, ``detach_role_policy`` and ``get_policy``
+    to load the one AWS managed policy an ``arn:aws:iam::aws:policy/...`` ARN names from
+    moto's bundled copy (``moto.iam.aws_managed_policies``) on first use. An ARN naming no
+    AWS policy still fails with ``NoSuchEntity``. ListPolicies with ``Scope=AWS`` lists only
+    the ones loaded so far.
+    """
+    import json as _json
+
+    from moto.iam import aws_managed_policies
+    from moto.iam.models import AWSManagedPolicy, IAMBackend
+
+    parsed: dict = {}  # type: ignore[type-arg]
+
+    def ensure(self, policy_arn: str) -> None:  # type: ignore[no-untyped-def]
+        if policy_arn in self.managed_policies or ":iam::aws:policy/" not in policy_arn:
+            return
+        if not parsed:
+            parsed.update(_json.loads(aws_managed_policies.aws_managed_policies_data))
+        name = policy_arn.rsplit("/", 1)[-1]
+        data = parsed.get(name)
+        if data is None:
+            return
+        policy = AWSManagedPolicy.from_data(name, self.account_id, self.region_name, data)
+        if policy.arn == policy_arn:
+            self.aws_managed_policies.append(policy)
+            self.managed_policies[policy.arn] = policy
+
+    for method in ("attach_role_policy", "detach_role_policy", "get_policy"):
+        original = getattr(IAMBackend, method)
+
+        def wrapped(self, policy_arn, *args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            ensure(self, policy_arn)
+            return _original(self, policy_arn, *args, **kwargs)
+
+        setattr(IAMBackend, method, wrapped)
+
+
+@selftest
+def check_iam_aws_managed_policies_on_demand(endpoint: str) -> None:
+    import urllib.error
+
+    arn = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+    trust = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":'
+             '{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}')
+    iam = {"Version": "2010-05-08"}
+    _query(endpoint, "iam", {**iam, "Action": "CreateRole", "RoleName": "selftest-managed",
+                             "AssumeRolePolicyDocument": trust})
+    _query(endpoint, "iam", {**iam, "Action": "AttachRolePolicy",
+                             "RoleName": "selftest-managed", "PolicyArn": arn})
+    listed = _query(endpoint, "iam", {**iam, "Action": "ListAttachedRolePolicies",
+                                      "RoleName": "selftest-managed"}).decode()
+    if arn not in listed:
+        raise AssertionError(f"attached AWS managed policy not listed: {listed}")
+    try:
+        _query(endpoint, "iam", {**iam, "Action": "AttachRolePolicy",
+                                 "RoleName": "selftest-managed",
+                                 "PolicyArn": "arn:aws:iam::aws:policy/NoSuchPolicyAnywhere"})
+    except urllib.error.HTTPError as err:
+        body = err.read().decode()
+        if "NoSuchEntity" not in body:
+            raise AssertionError(f"unknown AWS policy: HTTP {err.code} {body}") from err
+    else:
+        raise AssertionError("an unknown AWS managed policy was attached")
+    _query(endpoint, "iam", {**iam, "Action": "DetachRolePolicy",
+                             "RoleName": "selftest-managed", "PolicyArn": arn})
+    _query(endpoint, "iam", {**iam, "Action": "DeleteRole", "RoleName": "selftest-managed"})
+
+
 # ---------------------------------------------------------------------------
 # Plumbing
 # ---------------------------------------------------------------------------
