@@ -8,6 +8,7 @@ mod common;
 
 mod alarm;
 mod harness_smoke;
+mod iam_role;
 mod log_group;
 
 mod alb;

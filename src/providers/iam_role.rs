@@ -174,7 +174,9 @@ impl Provider for IamRole {
             },
             ("assume_role_service", v) => {
                 if matches!(v, Value::Array(a) if a.is_empty()) {
-                    return Err("name at least one service, e.g. \"ecs-tasks.amazonaws.com\"".into());
+                    return Err(
+                        "name at least one service, e.g. \"ecs-tasks.amazonaws.com\"".into(),
+                    );
                 }
                 strings(v).iter().try_for_each(|s| check_service(s))
             }
@@ -350,7 +352,13 @@ pub(crate) async fn delete_role(cx: &Cx<'_>, name: &str) -> Result<()> {
             Err(e) if gone(&e) => return Ok(()),
             Err(e) => return Err(e),
         }
-        match iam.delete_role().role_name(name).send().await.map_err(aws_err) {
+        match iam
+            .delete_role()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(aws_err)
+        {
             Ok(_) => return Ok(()),
             Err(e) if gone(&e) => return Ok(()),
             Err(e) if e.is("DeleteConflict") && attempt < 3 => continue,
@@ -473,12 +481,13 @@ fn want_of(input: &Resolved) -> Result<Want<'_>> {
     let name = input
         .str("name")
         .ok_or_else(|| AwsError::local("iam_role: name is required"))?;
-    let max_session_duration = match input.int("max_session_duration") {
-        Some(s) => Some(i32::try_from(s).map_err(|_| {
-            AwsError::local(format!("max_session_duration {s} is out of range"))
-        })?),
-        None => None,
-    };
+    let max_session_duration =
+        match input.int("max_session_duration") {
+            Some(s) => Some(i32::try_from(s).map_err(|_| {
+                AwsError::local(format!("max_session_duration {s} is out of range"))
+            })?),
+            None => None,
+        };
     let inline = input.attrs.get("statement").map(|v| match v {
         Value::Array(blocks) if !blocks.is_empty() => Some(canonical_policy(&json!({
             "Version": VERSION,
@@ -547,7 +556,9 @@ fn services_of(trust: &Value) -> Vec<String> {
                 s.get("Effect").and_then(Value::as_str) == Some("Allow")
                     && s.get("Action") == Some(&json!(["sts:AssumeRole"]))
                     && s.get("Principal").and_then(Value::as_object).map(Map::len) == Some(1)
-                    && keys.iter().all(|k| ["Effect", "Action", "Principal", "Sid"].contains(k))
+                    && keys
+                        .iter()
+                        .all(|k| ["Effect", "Action", "Principal", "Sid"].contains(k))
             });
         match services {
             Some(list) => out.extend(list.iter().filter_map(|v| v.as_str().map(str::to_owned))),
@@ -628,7 +639,8 @@ fn statements_value(doc: &Value) -> Value {
                         let mut conds = Vec::new();
                         for (test, keys) in v.as_object().into_iter().flatten() {
                             for (var, vals) in keys.as_object().into_iter().flatten() {
-                                conds.push(json!({ "test": test, "variable": var, "values": vals }));
+                                conds
+                                    .push(json!({ "test": test, "variable": var, "values": vals }));
                             }
                         }
                         b.insert("condition".into(), Value::Array(conds));
@@ -701,8 +713,11 @@ fn decode_document(raw: &str) -> Result<Value> {
     } else {
         percent_decode(raw)
     };
-    serde_json::from_str(&text)
-        .map_err(|e| AwsError::local(format!("IAM returned a policy document that is not JSON: {e}")))
+    serde_json::from_str(&text).map_err(|e| {
+        AwsError::local(format!(
+            "IAM returned a policy document that is not JSON: {e}"
+        ))
+    })
 }
 
 fn percent_decode(s: &str) -> String {
@@ -861,11 +876,7 @@ async fn converge(cx: &Cx<'_>, want: &Want<'_>) -> Result<RoleRead> {
         // UpdateRole sets both: the one not managed keeps its current value.
         iam.update_role()
             .role_name(name)
-            .set_description(
-                want.description
-                    .or(role.description())
-                    .map(str::to_owned),
-            )
+            .set_description(want.description.or(role.description()).map(str::to_owned))
             .set_max_session_duration(want.max_session_duration.or(role.max_session_duration()))
             .send()
             .await
@@ -874,8 +885,10 @@ async fn converge(cx: &Cx<'_>, want: &Want<'_>) -> Result<RoleRead> {
     if let Some(tags) = &want.tags {
         let (set, unset) = super::toolkit::tag_changes(&tags_of(&role), tags);
         if !set.is_empty() {
-            let set: BTreeMap<String, String> =
-                set.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let set: BTreeMap<String, String> = set
+                .into_iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             iam.tag_role()
                 .role_name(name)
                 .set_tags(Some(iam_tags(&set)?))
@@ -1205,7 +1218,8 @@ mod tests {
         assert_eq!(p.canonical("statement", &written), live);
         assert_eq!(p.canonical("statement", &live), live);
         // What blocks cannot say stays visible.
-        let odd = json!({ "Statement": [{ "Effect": "Allow", "NotAction": "iam:*", "Resource": "*" }]});
+        let odd =
+            json!({ "Statement": [{ "Effect": "Allow", "NotAction": "iam:*", "Resource": "*" }]});
         assert_eq!(
             statements_value(&canonical_policy(&odd)),
             json!([{ "NotAction": ["iam:*"], "effect": "Allow", "resources": ["*"] }])
@@ -1232,7 +1246,10 @@ mod tests {
         ]}));
         let s = services_of(&edited);
         assert_eq!(s[0], "ecs-tasks.amazonaws.com");
-        assert!(s[1].starts_with("other: ") && s[1].contains("arn:aws:iam::1:root"), "{s:?}");
+        assert!(
+            s[1].starts_with("other: ") && s[1].contains("arn:aws:iam::1:root"),
+            "{s:?}"
+        );
     }
 
     #[test]
@@ -1246,20 +1263,42 @@ mod tests {
         assert!(p.check_attr("path", &json!("svc")).is_err());
         assert!(p.check_attr("max_session_duration", &json!(100)).is_err());
         let arn = |a: &str| p.check_attr("managed_policy_arns", &json!([a]));
-        assert!(arn("arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy").is_ok());
+        assert!(
+            arn("arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy").is_ok()
+        );
         assert!(arn("arn:aws:iam::123456789012:policy/mine").is_ok());
         assert!(arn("arn:aws:s3:::bucket").is_err());
         assert!(arn("AmazonECSTaskExecutionRolePolicy").is_err());
         assert!(arn("arn:aws:iam::123456789012:role/x").is_err());
         let st = |s: Value| p.check_attr("statement", &json!([s]));
-        assert!(st(json!({ "effect": "Allow", "actions": ["s3:Get*", "*"], "resources": ["*", null] })).is_ok());
-        assert!(st(json!({ "actions": [], "resources": ["*"] })).unwrap_err().contains("no actions"));
-        assert!(st(json!({ "actions": ["GetObject"], "resources": ["*"] })).unwrap_err().contains("service:Action"));
+        assert!(
+            st(json!({ "effect": "Allow", "actions": ["s3:Get*", "*"], "resources": ["*", null] }))
+                .is_ok()
+        );
+        assert!(
+            st(json!({ "actions": [], "resources": ["*"] }))
+                .unwrap_err()
+                .contains("no actions")
+        );
+        assert!(
+            st(json!({ "actions": ["GetObject"], "resources": ["*"] }))
+                .unwrap_err()
+                .contains("service:Action")
+        );
         assert!(st(json!({ "actions": ["s3:Get Object"], "resources": ["*"] })).is_err());
         assert!(st(json!({ "actions": ["s3:GetObject"], "resources": ["bucket"] })).is_err());
-        assert!(st(json!({ "effect": "Permit", "actions": ["s3:GetObject"], "resources": ["*"] })).is_err());
-        assert!(p.check_attr("assume_role_service", &json!("ecs-tasks.amazonaws.com")).is_ok());
-        assert!(p.check_attr("assume_role_service", &json!(["ecs-tasks"])).is_err());
+        assert!(
+            st(json!({ "effect": "Permit", "actions": ["s3:GetObject"], "resources": ["*"] }))
+                .is_err()
+        );
+        assert!(
+            p.check_attr("assume_role_service", &json!("ecs-tasks.amazonaws.com"))
+                .is_ok()
+        );
+        assert!(
+            p.check_attr("assume_role_service", &json!(["ecs-tasks"]))
+                .is_err()
+        );
         assert!(p.check_attr("assume_role_service", &json!([])).is_err());
     }
 }
