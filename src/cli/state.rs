@@ -9,13 +9,15 @@ use anyhow::bail;
 use super::commands::{backend_for, check_state_belongs, load_stack_offline};
 use super::{Exit, StackArgs, output};
 use crate::error::{Diagnostic, suggest};
-use crate::state::{Backend, LocalBackend, State, history};
+use crate::state::{Backend, State, history};
 
-async fn existing(args: &StackArgs) -> anyhow::Result<(crate::stack::Stack, LocalBackend, State)> {
+async fn existing(
+    args: &StackArgs,
+) -> anyhow::Result<(crate::stack::Stack, Box<dyn Backend>, State)> {
     let stack = load_stack_offline(args)?;
-    let backend = backend_for(args, &stack);
+    let backend = backend_for(args, &stack).await?;
     let state = backend.load().await?;
-    check_state_belongs(&state, &backend, &stack)?;
+    check_state_belongs(&state, &*backend, &stack)?;
     let Some(state) = state else {
         bail!(
             "no state at {}: nothing has been applied yet",
@@ -67,15 +69,16 @@ fn draft(stack: &crate::stack::Stack, command: &str) -> history::Draft {
 /// Renames `from` to `to` in state; what referred to `from` (dependencies) follows.
 pub async fn mv(args: &StackArgs, from: &str, to: &str, lock: Duration) -> anyhow::Result<Exit> {
     let stack = load_stack_offline(args)?;
-    let backend = backend_for(args, &stack);
+    let backend = backend_for(args, &stack).await?;
+    let backend = &*backend;
     let _lock = backend.lock("state mv", lock).await?;
-    let Some(mut state) = crate::apply::load_for_write(&backend).await? else {
+    let Some(mut state) = crate::apply::load_for_write(backend).await? else {
         bail!(
             "no state at {}: nothing has been applied yet",
             backend.describe()
         );
     };
-    check_state_belongs(&Some(state.clone()), &backend, &stack)?;
+    check_state_belongs(&Some(state.clone()), backend, &stack)?;
     let expected = state.saved_serial();
     moved(&mut state, from, to)?;
     let d = draft(&stack, "state mv").touched(from, &format!("move to {to}"), "done");
@@ -138,15 +141,16 @@ pub fn moved(state: &mut State, from: &str, to: &str) -> anyhow::Result<()> {
 /// Forgets addresses: the resources stay in AWS, no longer managed by this stack.
 pub async fn rm(args: &StackArgs, addresses: &[String], lock: Duration) -> anyhow::Result<Exit> {
     let stack = load_stack_offline(args)?;
-    let backend = backend_for(args, &stack);
+    let backend = backend_for(args, &stack).await?;
+    let backend = &*backend;
     let _lock = backend.lock("state rm", lock).await?;
-    let Some(mut state) = crate::apply::load_for_write(&backend).await? else {
+    let Some(mut state) = crate::apply::load_for_write(backend).await? else {
         bail!(
             "no state at {}: nothing has been applied yet",
             backend.describe()
         );
     };
-    check_state_belongs(&Some(state.clone()), &backend, &stack)?;
+    check_state_belongs(&Some(state.clone()), backend, &stack)?;
     let expected = state.saved_serial();
     let mut d = draft(&stack, "state rm");
     for a in addresses {

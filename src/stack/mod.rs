@@ -48,6 +48,8 @@ pub struct Stack {
     pub account_id: Option<String>,
     /// The AWS profile for the chosen environment, used when AWS_PROFILE is not set.
     pub profile: Option<String>,
+    /// `[backend]`: where the state lives when not in the local file.
+    pub backend: Option<S3BackendDecl>,
 }
 
 /// A resource (`[kind.name]`) or data source (`[data.kind.name]`) declaration.
@@ -85,6 +87,16 @@ impl Resource {
         deps.retain(|d| d != &self.address);
         deps
     }
+}
+
+/// `[backend] s3 = { bucket, key, region }`: the state lives in S3, not in a local file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3BackendDecl {
+    pub bucket: String,
+    /// The state object's key, `${env}` substituted.
+    pub key: String,
+    /// The bucket's region, when it is not the stack's.
+    pub region: Option<String>,
 }
 
 /// `[[import]] to = "s3_bucket.legacy", id = "legacy-bucket"`.
