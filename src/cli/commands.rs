@@ -120,7 +120,20 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
                 addresses,
                 lock_timeout,
             } => crate::cli::state::rm(&stack, &addresses, lock_timeout).await,
+            StateCommand::Push {
+                stack,
+                force,
+                lock_timeout,
+            } => crate::cli::state::copy(&stack, true, force, lock_timeout).await,
+            StateCommand::Pull {
+                stack,
+                force,
+                lock_timeout,
+            } => crate::cli::state::copy(&stack, false, force, lock_timeout).await,
         },
+        Command::ForceUnlock { stack, lock_id } => {
+            crate::cli::state::force_unlock(&stack, &lock_id).await
+        }
         Command::Show { plan, json } => {
             let p = plan::file::read(&plan)?;
             if json {
