@@ -416,6 +416,63 @@ depends_on = ["s3_bucket.b"]
     }
 
     #[test]
+    fn the_backend_table_is_checked_where_it_is_written() {
+        let with = |b: &str| BASE.replace("[vars]\n", &format!("[backend]\n{b}\n[vars]\n"));
+        let s = load_str(
+            &with(r#"s3 = { bucket = "tfstate", key = "w/${env}.json", region = "eu-west-1" }"#),
+            Some("prod"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            s.backend,
+            Some(S3BackendDecl {
+                bucket: "tfstate".into(),
+                key: "w/prod.json".into(),
+                region: Some("eu-west-1".into()),
+            })
+        );
+        assert_eq!(load_str(BASE, Some("dev"), &[]).unwrap().backend, None);
+
+        // Both errors of line 6 (`s3 = …`), in column order: the table, then its key.
+        let e = load_str(
+            &with(r#"s3 = { buckt = "tfstate", key = "w/${env}.json" }"#),
+            Some("dev"),
+            &[],
+        )
+        .unwrap_err();
+        let all = e.to_string();
+        assert!(all.contains("unknown key `buckt` in [backend] s3"), "{all}");
+        assert!(all.contains("did you mean `bucket`?"), "{all}");
+        assert!(all.contains("[backend] s3 has no `bucket`"), "{all}");
+        let loc = e.location.as_deref().unwrap();
+        assert_eq!((loc.line, loc.column), (6, 6), "{all}");
+
+        let e = load_str(&with(r#"dynamodb = { table = "t" }"#), Some("dev"), &[]).unwrap_err();
+        assert!(e.to_string().contains("allowed keys: s3"), "{e}");
+        let e = load_str(&with(r#"s3 = { bucket = "b" }"#), Some("dev"), &[]).unwrap_err();
+        assert!(e.message.contains("has no `key`"), "{e}");
+
+        let e = load_str(
+            &with(r#"s3 = { bucket = "b", key = "w/${var.level}/${env}.json" }"#),
+            Some("dev"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("only `${env}` is allowed"), "{e}");
+        let loc = e.location.as_deref().unwrap();
+        assert_eq!((loc.line, loc.column), (6, 31), "{e}");
+
+        let e = load_str(
+            &with(r#"s3 = { bucket = "b", key = "w.json" }"#),
+            Some("dev"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("every environment would share"), "{e}");
+    }
+
+    #[test]
     fn snapshot_off_needs_a_reason() {
         let rds = "[rds_instance.d]\nidentifier = \"d\"\nengine = \"postgres\"\ninstance_class = \"x\"\nallocated_storage = 20\nmaster_username = \"u\"\nmaster_password = { from_env = \"PATH\" }\n";
         let m = "[migrations]\ndir = \"m\"\ndatabase = \"rds_instance.d\"\nurl = { ssm = \"/x/${env}\" }\nsnapshot = \"off\"\n";

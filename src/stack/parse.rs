@@ -967,9 +967,8 @@ fn backend_decl(
     let mut decl = None;
     for (k, kspan, bv) in entries(t) {
         if k != "s3" {
-            errors.push(unknown_key(cx, k, kspan, "[backend]", &["s3"]).hint(
-                "the backends are `s3`, or none for the local file (state/<stack>/<env>.json)",
-            ));
+            // No [backend] at all means the local file (state/<stack>/<env>.json).
+            errors.push(unknown_key(cx, k, kspan, "[backend]", &["s3"]));
             continue;
         }
         let s3 = match bv.get_ref() {
