@@ -25,6 +25,7 @@ mod outputs;
 mod properties;
 mod rds_e2e;
 mod rds_provider;
+mod s3_backend;
 mod s3_ssm_provider;
 mod safety;
 mod security_group;

@@ -79,7 +79,7 @@ impl Outcome {
 /// is folded into the state file first, so this run's journal starts on a clean base.
 pub async fn load_for_write(backend: &dyn Backend) -> anyhow::Result<Option<State>> {
     let state = backend.load().await?;
-    if backend.journal_path().exists()
+    if backend.has_journal().await?
         && let Some(mut s) = state
     {
         let expected = on_disk_serial(&s);
@@ -121,7 +121,9 @@ impl Recorder<'_> {
             None => {
                 let _g = self.opening.lock().expect("journal open lock");
                 if self.journal.get().is_none() {
-                    let j = Journal::create(&self.backend.journal_path(), &self.base)
+                    let j = self
+                        .backend
+                        .open_journal(&self.base)
                         .map_err(|e| format!("cannot write the journal: {e}"))?;
                     let _ = self.journal.set(j);
                 }
@@ -130,7 +132,7 @@ impl Recorder<'_> {
         };
         journal
             .append(&entry)
-            .map_err(|e| format!("cannot write the journal {}: {e}", journal.path().display()))?;
+            .map_err(|e| format!("cannot write the journal {}: {e}", journal.location()))?;
         crate::state::journal::replay(
             &mut self.state.lock().expect("state lock"),
             std::slice::from_ref(&entry),
@@ -484,7 +486,7 @@ pub async fn apply<'a>(
     {
         outcome.save_error = Some(format!(
             "{e}; everything done is kept in the journal {} and the next run picks it up",
-            backend.journal_path().display()
+            backend.journal_location()
         ));
     }
     outcome.state = Some(state);
@@ -930,6 +932,7 @@ mod tests {
             warnings: vec![],
             account_id: None,
             profile: None,
+            backend: None,
         }
     }
 

@@ -4,12 +4,12 @@
 
 use super::commands::{backend_for, load_stack_offline};
 use super::{Exit, StackArgs, output};
-use crate::state::Backend;
 use crate::state::history::{Checked, Report};
 
 pub async fn run(args: &StackArgs, json: bool) -> anyhow::Result<Exit> {
     let stack = load_stack_offline(args)?;
-    let backend = backend_for(args, &stack);
+    let backend = backend_for(args, &stack).await?;
+    let backend = &*backend;
     let report = backend.audit().await?;
     if json {
         output::println(&serde_json::to_string_pretty(&serde_json::json!({

@@ -13,7 +13,7 @@ use crate::events::{Event, EventSink};
 use crate::plan::{self, Plan, PlanOptions, PriorState};
 use crate::providers::{Aws, registry};
 use crate::stack::{self, LoadOptions, Stack};
-use crate::state::{Backend, LocalBackend, State, history};
+use crate::state::{Backend, BackendRef, LocalBackend, S3Backend, State, history};
 
 pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
     match cmd {
@@ -120,7 +120,20 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
                 addresses,
                 lock_timeout,
             } => crate::cli::state::rm(&stack, &addresses, lock_timeout).await,
+            StateCommand::Push {
+                stack,
+                force,
+                lock_timeout,
+            } => crate::cli::state::copy(&stack, true, force, lock_timeout).await,
+            StateCommand::Pull {
+                stack,
+                force,
+                lock_timeout,
+            } => crate::cli::state::copy(&stack, false, force, lock_timeout).await,
         },
+        Command::ForceUnlock { stack, lock_id } => {
+            crate::cli::state::force_unlock(&stack, &lock_id).await
+        }
         Command::Show { plan, json } => {
             let p = plan::file::read(&plan)?;
             if json {
@@ -185,12 +198,55 @@ fn load_stack_with(args: &StackArgs, offline: bool) -> anyhow::Result<Stack> {
     Ok(stack)
 }
 
-pub fn backend_for(args: &StackArgs, stack: &Stack) -> LocalBackend {
-    LocalBackend::new(
-        args.state
-            .clone()
-            .unwrap_or_else(|| stack.default_state_path()),
-    )
+/// The stack's backend: `--state FILE` (a local file, whatever the stack says), else its
+/// `[backend] s3`, else the default local file.
+pub async fn backend_for(args: &StackArgs, stack: &Stack) -> anyhow::Result<Box<dyn Backend>> {
+    if let Some(p) = &args.state {
+        return Ok(Box::new(LocalBackend::new(p.clone())));
+    }
+    Ok(match &stack.backend {
+        Some(b) => Box::new(open_s3(stack, &b.bucket, &b.key, b.region.as_deref()).await?),
+        None => Box::new(LocalBackend::new(stack.default_state_path())),
+    })
+}
+
+/// The backend a saved plan names.
+async fn backend_of(r: &BackendRef, stack: &Stack) -> anyhow::Result<Box<dyn Backend>> {
+    Ok(match r {
+        BackendRef::Local { path } => Box::new(LocalBackend::new(PathBuf::from(path))),
+        BackendRef::S3 {
+            bucket,
+            key,
+            region,
+        } => Box::new(open_s3(stack, bucket, key, region.as_deref()).await?),
+    })
+}
+
+/// The S3 backend, with the caller's ARN for its lock; warns when the bucket keeps no
+/// versions.
+pub async fn open_s3(
+    stack: &Stack,
+    bucket: &str,
+    key: &str,
+    region: Option<&str>,
+) -> anyhow::Result<S3Backend> {
+    let aws = Aws::load(stack.region.as_deref(), stack.profile.as_deref()).await;
+    let caller = aws.caller().await.map_err(|e| anyhow!("{e}"))?;
+    let mut b = S3Backend::new(aws.s3(), bucket, key, region);
+    b.caller_arn = Some(caller.arn);
+    b.stack_hint = format!(
+        "{}{}",
+        stack.path.display(),
+        stack
+            .env
+            .as_deref()
+            .map(|e| format!(" --env {e}"))
+            .unwrap_or_default()
+    );
+    if let Some(w) = b.versioning_warning().await {
+        output::warning(&crate::error::Diagnostic::new(w));
+    }
+    Ok(b)
 }
 
 fn validate(args: &StackArgs) -> anyhow::Result<Exit> {
@@ -214,7 +270,7 @@ fn validate(args: &StackArgs) -> anyhow::Result<Exit> {
 fn plan_options(
     args: &StackArgs,
     run: &RunArgs,
-    backend: &LocalBackend,
+    backend: &dyn Backend,
     refresh: bool,
     destroy: bool,
 ) -> PlanOptions {
@@ -233,7 +289,7 @@ fn plan_options(
 /// Loads the stack and state and makes the plan, migrations section included.
 async fn make_plan(
     stack: &Stack,
-    backend: &LocalBackend,
+    backend: &dyn Backend,
     opts: &PlanOptions,
     fingerprints: bool,
     flags: MigrateFlags,
@@ -271,14 +327,14 @@ pub async fn connect(stack: &Stack) -> anyhow::Result<Aws> {
 
 pub(super) fn check_state_belongs(
     state: &Option<State>,
-    backend: &LocalBackend,
+    backend: &dyn Backend,
     stack: &Stack,
 ) -> anyhow::Result<()> {
     if let Some(s) = state
         && (s.stack != stack.name || s.env != stack.env)
     {
         bail!(
-            "state file {} belongs to stack `{}`{}, not `{}`{}; pass the right --state",
+            "state {} belongs to stack `{}`{}, not `{}`{}; pass the right --state",
             backend.describe(),
             s.stack,
             s.env
@@ -328,11 +384,12 @@ async fn plan_cmd(
     destroy: bool,
 ) -> anyhow::Result<Exit> {
     let stack = load_stack(args)?;
-    let backend = backend_for(args, &stack);
-    let opts = plan_options(args, run, &backend, refresh, destroy);
+    let backend = backend_for(args, &stack).await?;
+    let backend = &*backend;
+    let opts = plan_options(args, run, backend, refresh, destroy);
     let (_, _, p) = make_plan(
         &stack,
-        &backend,
+        backend,
         &opts,
         out.is_some(),
         MigrateFlags::default(),
@@ -426,14 +483,15 @@ async fn apply_stack(
     crate::eval::stack_graph(&stack)
         .topo_order()
         .map_err(|d| stack.locate(d))?;
-    let backend = backend_for(args, &stack);
+    let backend = backend_for(args, &stack).await?;
+    let backend = &*backend;
     let _lock = backend
         .lock(if destroy { "destroy" } else { "apply" }, run.lock_timeout)
         .await?;
-    let opts = plan_options(args, run, &backend, true, destroy);
+    let opts = plan_options(args, run, backend, true, destroy);
     // Under the lock: a journal left by a killed run is folded in before planning.
-    let state = apply::load_for_write(&backend).await?;
-    check_state_belongs(&state, &backend, &stack)?;
+    let state = apply::load_for_write(backend).await?;
+    check_state_belongs(&state, backend, &stack)?;
     let aws = connect(&stack).await?;
     let p = plan_with(&stack, state.as_ref(), &aws, &opts, false, flags).await?;
     if !json {
@@ -455,7 +513,7 @@ async fn apply_stack(
         output::println("\nApply cancelled.");
         return Ok(Exit::Failure);
     }
-    execute(&p, &stack, &backend, state, &aws, run, json, false, flags).await
+    execute(&p, &stack, backend, state, &aws, run, json, false, flags).await
 }
 
 async fn apply_saved(
@@ -479,9 +537,8 @@ async fn apply_saved(
             &stack.digest[..12]
         );
     }
-    let backend = match &p.stack.backend {
-        crate::state::BackendRef::Local { path } => LocalBackend::new(PathBuf::from(path)),
-    };
+    let backend = backend_of(&p.stack.backend, &stack).await?;
+    let backend = &*backend;
     let _lock = backend.lock("apply", run.lock_timeout).await?;
     // Checked against the state as the plan saw it (a crashed run's journal replayed in
     // memory, as plan does); folded into the file only after that.
@@ -514,7 +571,7 @@ async fn apply_saved(
         }
         (PriorState::NoStateYet, None) => {}
     }
-    let state = apply::load_for_write(&backend).await?;
+    let state = apply::load_for_write(backend).await?;
     apply::check_fingerprints(registry(), &p, &stack).map_err(|e| anyhow!(e))?;
     let aws = connect(&stack).await?;
     if !p.has_changes() {
@@ -525,14 +582,14 @@ async fn apply_saved(
     {
         bail!("{b}");
     }
-    execute(&p, &stack, &backend, state, &aws, run, json, true, flags).await
+    execute(&p, &stack, backend, state, &aws, run, json, true, flags).await
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn execute(
     p: &Plan,
     stack: &Stack,
-    backend: &LocalBackend,
+    backend: &dyn Backend,
     state: Option<State>,
     aws: &Aws,
     run: &RunArgs,
@@ -687,10 +744,11 @@ async fn import(
             None => d.hint("declare the resource in the stack file first, then import it"),
         }
     })?;
-    let backend = backend_for(args, &stack);
+    let backend = backend_for(args, &stack).await?;
+    let backend = &*backend;
     let _lock = backend.lock("import", lock_timeout).await?;
-    let state = apply::load_for_write(&backend).await?;
-    check_state_belongs(&state, &backend, &stack)?;
+    let state = apply::load_for_write(backend).await?;
+    check_state_belongs(&state, backend, &stack)?;
     if let Some(existing) = state.as_ref().and_then(|s| s.resources.get(address)) {
         if existing.id == id {
             output::success(&format!("{address} is already in state as `{id}`."));

@@ -14,7 +14,6 @@ use crate::operations::migrations::{
     DIGEST_RECORD, MigrateFlags, Step, checkpoint, database_url, db_identifier, set_for,
 };
 use crate::providers::{Cx, aws_err};
-use crate::state::Backend;
 
 pub async fn status(args: &StackArgs) -> anyhow::Result<Exit> {
     let stack = load_stack(args)?;
@@ -31,7 +30,7 @@ pub async fn status(args: &StackArgs) -> anyhow::Result<Exit> {
         })?;
     let set = set_for(m);
     if let Mode::Command(argv) = &set.mode {
-        let state = backend_for(args, &stack).load().await?;
+        let state = backend_for(args, &stack).await?.load().await?;
         let digest = migrations::dir_digest(&set.dir)?;
         let prev = state
             .as_ref()
@@ -100,7 +99,8 @@ pub async fn up(args: &StackArgs, flags: MigrateFlags, wait: Duration) -> anyhow
         .migrations
         .as_ref()
         .ok_or_else(|| anyhow!("{} has no [migrations] table", args.stack.display()))?;
-    let backend = backend_for(args, &stack);
+    let backend = backend_for(args, &stack).await?;
+    let backend = &*backend;
     let state = backend.load().await?;
     if state
         .as_ref()
@@ -147,7 +147,7 @@ pub async fn up(args: &StackArgs, flags: MigrateFlags, wait: Duration) -> anyhow
         Ok(records) => {
             if !records.is_empty() {
                 let _lock = backend.lock("migrate", Duration::from_secs(30)).await?;
-                let mut st = crate::apply::load_for_write(&backend)
+                let mut st = crate::apply::load_for_write(backend)
                     .await?
                     .context("state vanished during the migration")?;
                 let mut d = crate::state::history::Draft::new("migrate up");
@@ -192,7 +192,8 @@ pub async fn restore(
 ) -> anyhow::Result<Exit> {
     let stack = load_stack(args)?;
     let decl = stack.migrations.as_ref();
-    let backend = backend_for(args, &stack);
+    let backend = backend_for(args, &stack).await?;
+    let backend = &*backend;
     let state = backend.load().await?;
     let database = decl.map(|d| d.database.clone()).or_else(|| {
         stack

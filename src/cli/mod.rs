@@ -52,7 +52,8 @@ pub struct StackArgs {
     /// Set a variable, overriding [vars] and [env.E.vars]; repeatable.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
-    /// State file [default: state/<stack>/<env>.json, or state/<stack>.json].
+    /// State file [default: the stack's [backend], else state/<stack>/<env>.json, or
+    /// state/<stack>.json]. A local file, even when the stack names an S3 backend.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
 }
@@ -207,9 +208,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Read or edit state without touching AWS: list, show, mv (rename), rm (forget).
+    /// Read or edit state without touching AWS: list, show, mv (rename), rm (forget); push
+    /// and pull move it between the local file and the stack's S3 backend.
     #[command(subcommand)]
     State(StateCommand),
+    /// Remove a remote state lock left by a run that was killed (its id is in the message
+    /// of the run it blocks). A local state's lock is released by the OS: nothing to do.
+    #[command(
+        name = "force-unlock",
+        after_help = "Examples:\n  stackwright force-unlock stacks/webapp.toml --env prod 0b7f3c1e-5d2a-4c8e-9f61-2a7d9e4b8c10\n\nOnly remove a lock whose run is gone: two runs writing one state lose each other's work.\nThe next apply folds in what the killed run left in its journal."
+    )]
+    ForceUnlock {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// The id of the lock to remove; another id is refused, naming the real holder.
+        lock_id: String,
+    },
     /// Print a saved plan.
     #[command(
         after_help = "Examples:\n  stackwright show prod.plan\n  stackwright show prod.plan --json"
@@ -259,6 +273,36 @@ pub enum StateCommand {
         from: String,
         /// The new address (same kind).
         to: String,
+        /// How long to wait for another run's state lock.
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        lock_timeout: std::time::Duration,
+    },
+    /// Copy the local state file and its history to the stack's S3 backend, byte for byte.
+    /// Refuses a different lineage or an older serial unless --force.
+    #[command(
+        after_help = "Examples:\n  stackwright state push stacks/webapp.toml --env prod\n  stackwright state push stacks/webapp.toml --env prod --state old/prod.json\n\nThe local file is state/<stack>/<env>.json unless --state names another."
+    )]
+    Push {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Replace the remote state even if it has another lineage or a newer serial.
+        #[arg(long)]
+        force: bool,
+        /// How long to wait for another run's state lock.
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        lock_timeout: std::time::Duration,
+    },
+    /// Copy the state and its history from the stack's S3 backend to the local file, byte
+    /// for byte. Refuses a different lineage or an older serial unless --force.
+    #[command(
+        after_help = "Examples:\n  stackwright state pull stacks/webapp.toml --env prod\n  stackwright state pull stacks/webapp.toml --env prod --state backup/prod.json"
+    )]
+    Pull {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Replace the local state even if it has another lineage or a newer serial.
+        #[arg(long)]
+        force: bool,
         /// How long to wait for another run's state lock.
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
         lock_timeout: std::time::Duration,

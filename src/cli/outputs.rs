@@ -6,11 +6,12 @@ use serde_json::Value;
 
 use super::commands::{backend_for, load_stack_offline};
 use super::{Exit, StackArgs, output};
-use crate::state::{Backend, OutputValue, State};
+use crate::state::{OutputValue, State};
 
 pub async fn run(args: &StackArgs, name: Option<&str>, json: bool) -> anyhow::Result<Exit> {
     let stack = load_stack_offline(args)?;
-    let backend = backend_for(args, &stack);
+    let backend = backend_for(args, &stack).await?;
+    let backend = &*backend;
     let Some(state) = backend.load().await? else {
         bail!(
             "no state at {}: nothing has been applied yet\n  = help: run `stackwright apply {}{}` first",

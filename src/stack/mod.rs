@@ -48,6 +48,8 @@ pub struct Stack {
     pub account_id: Option<String>,
     /// The AWS profile for the chosen environment, used when AWS_PROFILE is not set.
     pub profile: Option<String>,
+    /// `[backend]`: where the state lives when not in the local file.
+    pub backend: Option<S3BackendDecl>,
 }
 
 /// A resource (`[kind.name]`) or data source (`[data.kind.name]`) declaration.
@@ -85,6 +87,16 @@ impl Resource {
         deps.retain(|d| d != &self.address);
         deps
     }
+}
+
+/// `[backend] s3 = { bucket, key, region }`: the state lives in S3, not in a local file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3BackendDecl {
+    pub bucket: String,
+    /// The state object's key, `${env}` substituted.
+    pub key: String,
+    /// The bucket's region, when it is not the stack's.
+    pub region: Option<String>,
 }
 
 /// `[[import]] to = "s3_bucket.legacy", id = "legacy-bucket"`.
@@ -401,6 +413,63 @@ depends_on = ["s3_bucket.b"]
         assert!(e.message.contains("unknown environment `qa`"), "{e}");
         let e = load_str(&format!("{BASE}\n[migrations]\ndir = \"m\"\ndatabase = \"s3_bucket.b\"\nurl = {{ ssm = \"/x\" }}\n"), Some("dev"), &[]).unwrap_err();
         assert!(e.message.contains("must name an rds_instance"), "{e}");
+    }
+
+    #[test]
+    fn the_backend_table_is_checked_where_it_is_written() {
+        let with = |b: &str| BASE.replace("[vars]\n", &format!("[backend]\n{b}\n[vars]\n"));
+        let s = load_str(
+            &with(r#"s3 = { bucket = "tfstate", key = "w/${env}.json", region = "eu-west-1" }"#),
+            Some("prod"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            s.backend,
+            Some(S3BackendDecl {
+                bucket: "tfstate".into(),
+                key: "w/prod.json".into(),
+                region: Some("eu-west-1".into()),
+            })
+        );
+        assert_eq!(load_str(BASE, Some("dev"), &[]).unwrap().backend, None);
+
+        // Both errors of line 6 (`s3 = …`), in column order: the table, then its key.
+        let e = load_str(
+            &with(r#"s3 = { buckt = "tfstate", key = "w/${env}.json" }"#),
+            Some("dev"),
+            &[],
+        )
+        .unwrap_err();
+        let all = e.to_string();
+        assert!(all.contains("unknown key `buckt` in [backend] s3"), "{all}");
+        assert!(all.contains("did you mean `bucket`?"), "{all}");
+        assert!(all.contains("[backend] s3 has no `bucket`"), "{all}");
+        let loc = e.location.as_deref().unwrap();
+        assert_eq!((loc.line, loc.column), (6, 6), "{all}");
+
+        let e = load_str(&with(r#"dynamodb = { table = "t" }"#), Some("dev"), &[]).unwrap_err();
+        assert!(e.to_string().contains("allowed keys: s3"), "{e}");
+        let e = load_str(&with(r#"s3 = { bucket = "b" }"#), Some("dev"), &[]).unwrap_err();
+        assert!(e.message.contains("has no `key`"), "{e}");
+
+        let e = load_str(
+            &with(r#"s3 = { bucket = "b", key = "w/${var.level}/${env}.json" }"#),
+            Some("dev"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("only `${env}` is allowed"), "{e}");
+        let loc = e.location.as_deref().unwrap();
+        assert_eq!((loc.line, loc.column), (6, 31), "{e}");
+
+        let e = load_str(
+            &with(r#"s3 = { bucket = "b", key = "w.json" }"#),
+            Some("dev"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("every environment would share"), "{e}");
     }
 
     #[test]

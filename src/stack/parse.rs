@@ -12,7 +12,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::expr::{Expr, Part, RawPart, Ref, split_template};
 use super::{
-    ImportDecl, LoadOptions, MigrationsDecl, OutputDecl, Resource, SnapshotPolicy, Stack, UrlSource,
+    ImportDecl, LoadOptions, MigrationsDecl, OutputDecl, Resource, S3BackendDecl, SnapshotPolicy,
+    Stack, UrlSource,
 };
 use crate::error::{Diagnostic, Location, suggest};
 use crate::providers::{Attr, Schema, SecretMode, Ty, registry};
@@ -23,6 +24,7 @@ const TOP_KEYS: &[&str] = &[
     "stack",
     "vars",
     "env",
+    "backend",
     "migrations",
     "data",
     "import",
@@ -441,6 +443,12 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         cx.vars.insert(k.clone(), Value::String(v.clone()));
     }
 
+    // [backend]
+    let backend = match get(root, "backend") {
+        Some(v) => backend_decl(&cx, v, !environments.is_empty(), &mut errors),
+        None => None,
+    };
+
     // Resources and data sources.
     let mut resources = BTreeMap::new();
     let mut data = BTreeMap::new();
@@ -452,7 +460,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     let mut skipped = BTreeMap::new();
     for (top, tspan, v) in entries(root) {
         match top {
-            "stack" | "vars" | "env" => {}
+            "stack" | "vars" | "env" | "backend" => {}
             "import" => imports_v = Some(v),
             "output" => outputs_v = Some(v),
             "migrations" => migrations = Some((v, tspan)),
@@ -561,6 +569,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         warnings: Vec::new(),
         account_id,
         profile,
+        backend,
     };
     check_references(&cx, &stack, migrations.is_some())?;
     if let Some(v) = outputs_v {
@@ -943,6 +952,163 @@ fn secret_source(
 }
 
 /// A 12-digit AWS account id, written as a string (an integer would lose leading zeros).
+/// `[backend] s3 = { bucket = "…", key = "webapp/${env}.json", region = "…" }`. Errors go
+/// to `errors`, with the header tables'. `${env}` is the only interpolation in the key: the
+/// backend is opened before any variable or reference could be evaluated.
+fn backend_decl(
+    cx: &Cx<'_>,
+    v: &Spanned<DeValue<'_>>,
+    has_envs: bool,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<S3BackendDecl> {
+    let t = match as_table(cx, v, "backend") {
+        Ok(t) => t,
+        Err(d) => {
+            errors.push(d);
+            return None;
+        }
+    };
+    let mut decl = None;
+    for (k, kspan, bv) in entries(t) {
+        if k != "s3" {
+            // No [backend] at all means the local file (state/<stack>/<env>.json).
+            errors.push(unknown_key(cx, k, kspan, "[backend]", &["s3"]));
+            continue;
+        }
+        let s3 = match bv.get_ref() {
+            DeValue::Table(t) => t,
+            other => {
+                errors.push(
+                    cx.err(
+                        bv.span(),
+                        format!("`s3` must be a table, found {}", type_name(other)),
+                    )
+                    .hint(r#"s3 = { bucket = "my-state", key = "webapp/${env}.json" }"#),
+                );
+                continue;
+            }
+        };
+        let (mut bucket, mut key, mut region) = (None, None, None);
+        for (sk, skspan, sv) in entries(s3) {
+            let r = match sk {
+                "bucket" => {
+                    as_str(cx, sv, "bucket").map(|b| bucket = Some((b.to_owned(), sv.span())))
+                }
+                "key" => as_str(cx, sv, "key").map(|b| key = Some((b.to_owned(), sv.span()))),
+                "region" => as_str(cx, sv, "region").map(|b| region = Some(b.to_owned())),
+                _ => Err(unknown_key(
+                    cx,
+                    sk,
+                    skspan,
+                    "[backend] s3",
+                    &["bucket", "key", "region"],
+                )),
+            };
+            if let Err(d) = r {
+                errors.push(d);
+            }
+        }
+        let example = r#"s3 = { bucket = "my-state", key = "webapp/${env}.json" }"#;
+        if bucket.is_none() {
+            errors.push(
+                cx.err(bv.span(), "[backend] s3 has no `bucket`")
+                    .hint(format!("name the bucket that holds the state: {example}")),
+            );
+        }
+        let Some((raw, kspan)) = key else {
+            errors.push(
+                cx.err(bv.span(), "[backend] s3 has no `key`")
+                    .hint(format!("name the state object: {example}")),
+            );
+            continue;
+        };
+        match backend_key(cx, &raw, kspan, has_envs) {
+            Ok(k) => {
+                if let Some((b, _)) = bucket {
+                    decl = Some(S3BackendDecl {
+                        bucket: b,
+                        key: k,
+                        region,
+                    });
+                }
+            }
+            Err(d) => errors.push(d),
+        }
+    }
+    decl
+}
+
+/// The key with `${env}` substituted; any other `${…}` is refused where it is written.
+fn backend_key(
+    cx: &Cx<'_>,
+    raw: &str,
+    span: Range<usize>,
+    has_envs: bool,
+) -> Result<String, Diagnostic> {
+    // Offsets inside a plain "…" string map onto the file; otherwise point at the value.
+    let plain = cx.source.get(span.clone()) == Some(&format!("\"{raw}\""));
+    let at = |from: usize, len: usize| {
+        if plain {
+            span.start + 1 + from..span.start + 1 + from + len
+        } else {
+            span.clone()
+        }
+    };
+    let mut out = String::new();
+    let mut rest = raw;
+    let mut offset = 0;
+    let mut has_env = false;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let Some(end) = rest[i..].find('}') else {
+            return Err(cx
+                .err(
+                    at(offset + i, rest.len() - i),
+                    "unterminated `${` in the backend key",
+                )
+                .hint("write ${env}"));
+        };
+        let name = &rest[i + 2..i + end];
+        if name != "env" {
+            return Err(cx
+                .err(
+                    at(offset + i, end + 1),
+                    format!("`${{{name}}}` in the backend key: only `${{env}}` is allowed there"),
+                )
+                .hint("the state is found before variables and references are evaluated; write the rest literally"));
+        }
+        if !has_envs {
+            return Err(cx
+                .err(
+                    at(offset + i, end + 1),
+                    "`${env}` in the backend key, but the stack declares no environments",
+                )
+                .hint(
+                    r#"drop ${env} from the key, or add environments = ["dev", ...] to [stack]"#,
+                ));
+        }
+        has_env = true;
+        out.push_str(cx.env.as_deref().unwrap_or_default());
+        offset += i + end + 1;
+        rest = &rest[i + end + 1..];
+    }
+    out.push_str(rest);
+    if has_envs && !has_env {
+        return Err(cx
+            .err(
+                span,
+                "the backend key names no `${env}`: every environment would share one state",
+            )
+            .hint("put ${env} in the key, e.g. key = \"webapp/${env}.json\""));
+    }
+    if out.is_empty() || out.starts_with('/') || out.ends_with('/') {
+        return Err(cx
+            .err(span, format!("backend key \"{raw}\" is not an object key"))
+            .hint("e.g. key = \"webapp/${env}.json\" (no leading or trailing '/')"));
+    }
+    Ok(out)
+}
+
 fn account_id_of(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>) -> Result<String, Diagnostic> {
     let id = as_str(cx, v, "account_id")?;
     if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {

@@ -144,15 +144,19 @@ pub fn state_digest(state: &State) -> String {
 
 fn read_lines(path: &Path) -> std::io::Result<Vec<String>> {
     match fs::read_to_string(path) {
-        // An unterminated last line is a torn append (see `drop_torn_tail`): not a record.
-        Ok(t) => Ok(t
-            .split_inclusive('\n')
-            .filter_map(|l| l.strip_suffix('\n'))
-            .map(str::to_owned)
-            .collect()),
+        Ok(t) => Ok(lines_of(&t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
     }
+}
+
+/// The records of a history's text, wherever it is stored. An unterminated last line is a
+/// torn append (see `drop_torn_tail`): not a record.
+pub fn lines_of(text: &str) -> Vec<String> {
+    text.split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn actor(draft: &Draft) -> Actor {
@@ -200,7 +204,16 @@ pub fn prepare(
     before: Option<&State>,
     after: &mut State,
 ) -> std::io::Result<String> {
-    let lines = read_lines(path)?;
+    Ok(prepare_after(&read_lines(path)?, draft, before, after))
+}
+
+/// [`prepare`] for a history already read (`lines`: its records, as [`lines_of`] gives).
+pub fn prepare_after(
+    lines: &[String],
+    draft: &Draft,
+    before: Option<&State>,
+    after: &mut State,
+) -> String {
     let record = Record {
         seq: lines.len() as u64 + 1,
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -224,7 +237,7 @@ pub fn prepare(
         records: record.seq,
         last: sha256(line.as_bytes()),
     });
-    Ok(line)
+    line
 }
 
 /// Appends one line and fsyncs it: the record is durable before the state it describes.
@@ -286,7 +299,11 @@ pub struct Report {
 /// Verifies the chain and that `state` (the state file as stored, if any) is what its last
 /// completed record produced.
 pub fn verify(path: &Path, state: Option<&State>) -> std::io::Result<Report> {
-    let lines = read_lines(path)?;
+    Ok(verify_lines(&read_lines(path)?, state))
+}
+
+/// [`verify`] for a history already read (`lines`: its records, as [`lines_of`] gives).
+pub fn verify_lines(lines: &[String], state: Option<&State>) -> Report {
     let mut records: Vec<Checked> = Vec::new();
     let fail = |records: Vec<Checked>, record: u64, why: String| Report {
         records,
@@ -298,23 +315,23 @@ pub fn verify(path: &Path, state: Option<&State>) -> std::io::Result<Report> {
         let n = i as u64 + 1;
         let r: Record = match serde_json::from_str(line) {
             Ok(r) => r,
-            Err(e) => return Ok(fail(records, n, format!("not a history record ({e})"))),
+            Err(e) => return fail(records, n, format!("not a history record ({e})")),
         };
         if r.seq != n {
-            return Ok(fail(
+            return fail(
                 records,
                 n,
                 format!(
                     "numbered {} in line {n}: records were removed or reordered",
                     r.seq
                 ),
-            ));
+            );
         }
         let prev = i.checked_sub(1).map(|p| sha256(lines[p].as_bytes()));
         if r.prev != prev {
             // The previous line no longer hashes to what this record holds: it was edited.
             let edited = n - 1;
-            return Ok(fail(
+            return fail(
                 records,
                 edited.max(1),
                 if edited == 0 {
@@ -324,7 +341,7 @@ pub fn verify(path: &Path, state: Option<&State>) -> std::io::Result<Report> {
                         "record {edited} was changed after it was written (record {n} holds a different hash of it)"
                     )
                 },
-            ));
+            );
         }
         if let Some(c) = current
             && r.state_before.as_ref() != Some(&records[c].record.state_after)
@@ -336,25 +353,25 @@ pub fn verify(path: &Path, state: Option<&State>) -> std::io::Result<Report> {
                 records[c].interrupted = true;
                 current = records[..c].iter().rposition(|x| !x.interrupted);
             } else {
-                return Ok(fail(
+                return fail(
                     records,
                     n,
                     format!(
                         "the state this record started from is not the one record {} produced: the state was changed outside Stackwright in between",
                         c + 1
                     ),
-                ));
+                );
             }
         }
         if let Some((seq, after)) = current.map(|c| (c + 1, records[c].record.serial_after))
             && r.serial_before != Some(after)
         {
             let before = r.serial_before.map_or("none".to_owned(), |s| s.to_string());
-            return Ok(fail(
+            return fail(
                 records,
                 n,
                 format!("serial {before} before this record, but record {seq} left serial {after}"),
-            ));
+            );
         }
         records.push(Checked {
             record: r,
@@ -364,7 +381,7 @@ pub fn verify(path: &Path, state: Option<&State>) -> std::io::Result<Report> {
     }
     // The state file must be what the last completed record produced, and name it.
     let Some(state) = state else {
-        return Ok(match records.last() {
+        return match records.last() {
             // The first write was killed between its record and the state file.
             Some(l) if records.len() == 1 && l.record.state_before.is_none() => {
                 records[0].interrupted = true;
@@ -385,10 +402,10 @@ pub fn verify(path: &Path, state: Option<&State>) -> std::io::Result<Report> {
                 records,
                 broken: None,
             },
-        });
+        };
     };
     let Some(last) = records.len().checked_sub(1) else {
-        return Ok(match &state.history {
+        return match &state.history {
             Some(h) => fail(
                 records,
                 h.records,
@@ -401,7 +418,7 @@ pub fn verify(path: &Path, state: Option<&State>) -> std::io::Result<Report> {
                 records,
                 broken: None,
             },
-        });
+        };
     };
     let digest = state_digest(state);
     let mut produced = Some(last);
@@ -413,13 +430,13 @@ pub fn verify(path: &Path, state: Option<&State>) -> std::io::Result<Report> {
             }
             _ => {
                 let n = records[last].record.seq;
-                return Ok(fail(
+                return fail(
                     records,
                     n,
                     format!(
                         "the state file is not the one record {n} produced: it was changed outside Stackwright"
                     ),
-                ));
+                );
             }
         }
     }
@@ -429,18 +446,18 @@ pub fn verify(path: &Path, state: Option<&State>) -> std::io::Result<Report> {
     });
     if state.history != want {
         let n = produced.map_or(1, |p| records[p].record.seq);
-        return Ok(fail(
+        return fail(
             records,
             n,
             format!(
                 "record {n} was changed after it was written (the state file holds a different hash of it)"
             ),
-        ));
+        );
     }
-    Ok(Report {
+    Report {
         records,
         broken: None,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 //! of the state, which is what lets an apply of thousands of resources stay cheap. An
 //! intent still open after the fold is kept in [`State::pending`] until the next plan
 //! resolves it against AWS (adoption, see `refresh`).
+//!
+//! Where the lines go is the backend's choice ([`Sink`]): a local file for the local
+//! backend, one object per line beside the state for S3 (see `s3.rs`).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -98,14 +101,36 @@ pub fn replay(state: &mut State, entries: &[Entry]) {
     }
 }
 
+/// Where a journal's lines go. `write_line` returns once the line is durable.
+pub trait Sink: Send {
+    fn write_line(&mut self, line: &str) -> std::io::Result<()>;
+    /// Names the journal in messages.
+    fn location(&self) -> String;
+}
+
+struct FileSink {
+    path: PathBuf,
+    file: File,
+}
+
+impl Sink for FileSink {
+    fn write_line(&mut self, line: &str) -> std::io::Result<()> {
+        self.file.write_all(line.as_bytes())?;
+        self.file.sync_data()
+    }
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
 /// An open journal being appended to by one run (which holds the state lock).
 pub struct Journal {
-    path: PathBuf,
-    file: Mutex<File>,
+    location: String,
+    sink: Mutex<Box<dyn Sink>>,
 }
 
 impl Journal {
-    /// Starts a fresh journal on top of `state` (which must be what is on disk).
+    /// Starts a fresh journal file on top of `state` (which must be what is on disk).
     pub fn create(path: &Path, state: &State) -> std::io::Result<Journal> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
@@ -115,9 +140,20 @@ impl Journal {
             .write(true)
             .truncate(true)
             .open(path)?;
+        Journal::start(
+            Box::new(FileSink {
+                path: path.to_owned(),
+                file,
+            }),
+            state,
+        )
+    }
+
+    /// Starts a fresh journal on top of `state` in `sink` (emptied by the caller).
+    pub fn start(sink: Box<dyn Sink>, state: &State) -> std::io::Result<Journal> {
         let j = Journal {
-            path: path.to_owned(),
-            file: Mutex::new(file),
+            location: sink.location(),
+            sink: Mutex::new(sink),
         };
         j.append(&Entry::Begin {
             lineage: state.lineage.clone(),
@@ -132,13 +168,12 @@ impl Journal {
     pub fn append(&self, entry: &Entry) -> std::io::Result<()> {
         let mut line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
         line.push('\n');
-        let mut f = self.file.lock().expect("journal lock");
-        f.write_all(line.as_bytes())?;
-        f.sync_data()
+        self.sink.lock().expect("journal lock").write_line(&line)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Names the journal in messages.
+    pub fn location(&self) -> &str {
+        &self.location
     }
 }
 
@@ -169,11 +204,18 @@ pub fn read(path: &Path) -> std::io::Result<Option<Read>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    let lines = BufReader::new(file)
+        .lines()
+        .collect::<std::io::Result<Vec<String>>>()?;
+    Ok(parse(&lines))
+}
+
+/// A journal from its lines, wherever they were stored (see [`read`]).
+pub fn parse(lines: &[String]) -> Option<Read> {
     let mut base = None;
     let mut entries = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let line = line?;
-        let Ok(entry) = serde_json::from_str::<Entry>(&line) else {
+    for line in lines {
+        let Ok(entry) = serde_json::from_str::<Entry>(line) else {
             // Only the last line can be torn; anything after it cannot exist.
             break;
         };
@@ -188,13 +230,13 @@ pub fn read(path: &Path) -> std::io::Result<Option<Read>> {
             e => entries.push(e),
         }
     }
-    Ok(base.map(|(lineage, base_serial, stack, env)| Read {
+    base.map(|(lineage, base_serial, stack, env)| Read {
         lineage,
         base_serial,
         stack,
         env,
         entries,
-    }))
+    })
 }
 
 /// `<state>.journal`

@@ -10,26 +10,74 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::{Backend, LockError, LockInfo, SaveError, State};
+use super::{Backend, LockError, LockInfo, SaveError, State, Stored, Unlocked};
 use super::{history, journal};
 
 pub struct LocalBackend {
     pub path: PathBuf,
 }
 
-/// Holds the OS lock; dropping it (or the process dying) releases it.
+/// Releases a remote lock: run once, when the guard drops.
+pub type Release = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>;
+
+/// Holds a lock until dropped: the OS lock of a local state (which the OS also drops when
+/// the process dies), or a remote lock whose [`Release`] runs on drop.
 pub struct LockGuard {
     file: Option<(File, PathBuf)>,
+    release: Option<Release>,
 }
 
 impl LockGuard {
     pub fn none() -> Self {
-        LockGuard { file: None }
+        LockGuard {
+            file: None,
+            release: None,
+        }
+    }
+
+    /// A guard that runs `release` when dropped.
+    pub fn remote(release: Release) -> Self {
+        LockGuard {
+            file: None,
+            release: Some(release),
+        }
+    }
+}
+
+/// Runs `fut` to completion from sync code inside the multi-threaded runtime (Drop, the
+/// journal's sync appends): `block_in_place` hands this worker's tasks to another, so the
+/// SDK's connections keep being driven. A current-thread runtime must not block: the future
+/// is handed back (`Err`). Outside any runtime, a small one is made for it.
+pub fn block_on_here<F>(fut: F) -> Result<F::Output, F>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            Ok(tokio::task::block_in_place(|| h.block_on(fut)))
+        }
+        Ok(_) => Err(fut),
+        Err(_) => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => Ok(rt.block_on(fut)),
+            Err(_) => Err(fut),
+        },
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        if let Some(release) = self.release.take()
+            && let Err(fut) = block_on_here(release())
+            && let Ok(h) = tokio::runtime::Handle::try_current()
+        {
+            // Best effort: finishes only if the runtime runs on (tests on one thread).
+            h.spawn(fut);
+        }
         if let Some((f, path)) = &mut self.file {
             // Removed while still held: a waiter that opened this file notices (its inode is
             // no longer the path's) and retries on a fresh file. A killed run leaves the file
@@ -43,6 +91,11 @@ impl Drop for LockGuard {
 impl LocalBackend {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         LocalBackend { path: path.into() }
+    }
+
+    /// `<state>.journal`, beside the state file.
+    pub fn journal_path(&self) -> PathBuf {
+        journal::path_for(&self.path)
     }
 
     fn lock_path(&self) -> PathBuf {
@@ -167,6 +220,7 @@ impl Backend for LocalBackend {
                         return Err(LockError::Locked {
                             state: self.describe(),
                             holder: serde_json::from_str(text.trim()).ok(),
+                            help: "wait for that run to finish, or pass --lock-timeout 5m to wait for it; a run that crashed never holds the lock".into(),
                         });
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -184,11 +238,54 @@ impl Backend for LocalBackend {
         let _ = file.sync_data();
         Ok(LockGuard {
             file: Some((file, path)),
+            release: None,
         })
     }
 
-    fn journal_path(&self) -> PathBuf {
-        journal::path_for(&self.path)
+    async fn force_unlock(&self, _id: &str) -> anyhow::Result<Unlocked> {
+        Ok(Unlocked::OsManaged)
+    }
+
+    fn open_journal(&self, base: &State) -> std::io::Result<journal::Journal> {
+        journal::Journal::create(&self.journal_path(), base)
+    }
+
+    async fn has_journal(&self) -> anyhow::Result<bool> {
+        Ok(self.journal_path().exists())
+    }
+
+    fn journal_location(&self) -> String {
+        self.journal_path().display().to_string()
+    }
+
+    async fn read_stored(&self) -> anyhow::Result<Option<Stored>> {
+        let state = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read state file {}", self.path.display()));
+            }
+        };
+        let hpath = history::path_for(&self.path);
+        let history = match fs::read(&hpath) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", hpath.display()));
+            }
+        };
+        Ok(Some(Stored { state, history }))
+    }
+
+    async fn write_stored(&self, stored: &Stored) -> anyhow::Result<()> {
+        // The history first, as in `save`: a kill in between leaves a record whose state was
+        // not written, which `audit` shows as interrupted.
+        let hpath = history::path_for(&self.path);
+        write_atomic(&hpath, &stored.history)
+            .with_context(|| format!("cannot write {}", hpath.display()))?;
+        write_atomic(&self.path, &stored.state)
+            .with_context(|| format!("cannot write state file {}", self.path.display()))
     }
 
     fn describe(&self) -> String {

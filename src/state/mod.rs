@@ -5,11 +5,13 @@
 //! infrastructure gives byte-identical files and git diffs show only real changes. It never
 //! holds a secret, not even hashed: only the names of sensitive attributes. `lineage` is
 //! fixed when the state is born and `serial` grows with every write, so a saved plan can
-//! tell whether the state moved on (Terraform's model). Storage sits behind [`Backend`].
+//! tell whether the state moved on (Terraform's model). Storage sits behind [`Backend`]:
+//! a local file ([`local`], the default) or an S3 object ([`s3`], `[backend] s3 = {…}`).
 
 pub mod history;
 pub mod journal;
 pub mod local;
+pub mod s3;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::value::Attrs;
 pub use journal::{Entry, Journal};
 pub use local::{LocalBackend, LockGuard};
+pub use s3::S3Backend;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -159,7 +162,8 @@ impl State {
     }
 }
 
-/// Who holds a lock, for the message another run prints. Written into the lock.
+/// Who holds a lock, for the message another run prints. Written into the lock; never a
+/// secret (the caller's ARN names a role or user, not a credential).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LockInfo {
     pub id: String,
@@ -168,6 +172,9 @@ pub struct LockInfo {
     pub host: String,
     pub user: String,
     pub since: String,
+    /// The caller's ARN (STS), for a remote lock: who, across machines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
 }
 
 impl LockInfo {
@@ -179,7 +186,19 @@ impl LockInfo {
             host: whoami::fallible::hostname().unwrap_or_default(),
             user: whoami::username(),
             since: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            arn: None,
         }
+    }
+
+    /// How long the lock has been held ("3m12s"), from `since`; `None` if unreadable.
+    pub fn age(&self) -> Option<String> {
+        let since = chrono::DateTime::parse_from_rfc3339(&self.since).ok()?;
+        let secs = (chrono::Utc::now() - since.to_utc()).num_seconds().max(0);
+        Some(match secs {
+            s if s < 60 => format!("{s}s"),
+            s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+            s => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        })
     }
 }
 
@@ -187,27 +206,58 @@ impl std::fmt::Display for LockInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (pid {} on {}, user {}, since {}, lock id {})",
-            self.operation, self.pid, self.host, self.user, self.since, self.id
-        )
+            "{} (pid {} on {}, user {}",
+            self.operation, self.pid, self.host, self.user
+        )?;
+        if let Some(arn) = &self.arn {
+            write!(f, ", {arn}")?;
+        }
+        write!(f, ", since {}", self.since)?;
+        if let Some(age) = self.age() {
+            write!(f, ", held for {age}")?;
+        }
+        write!(f, ", lock id {})", self.id)
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "state {state} is locked by {}\n  = help: wait for that run to finish, or pass --lock-timeout 5m to wait for it; a run that crashed never holds the lock",
+        "state {state} is locked by {}\n  = help: {help}",
         holder.as_ref().map_or("another run".to_owned(), |h| h.to_string())
     )]
     Locked {
         state: String,
         holder: Option<LockInfo>,
+        /// What to do: differs between a lock the OS drops and a remote one that stays.
+        help: String,
     },
     #[error("cannot lock state {state}: {source}")]
     Io {
         state: String,
         source: std::io::Error,
     },
+    #[error("cannot lock state {state}: {message}")]
+    Remote { state: String, message: String },
+}
+
+/// What `force-unlock` did.
+#[derive(Debug)]
+pub enum Unlocked {
+    /// The lock with that id was removed; it was held as described.
+    Released(LockInfo),
+    /// There was no lock to remove.
+    NotLocked,
+    /// The backend's lock is an OS lock: released when its process exits, nothing to do.
+    OsManaged,
+}
+
+/// A state and its history as stored, byte for byte: what `state push|pull` copy, so a
+/// round-trip is byte-identical and the history still verifies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    pub state: Vec<u8>,
+    pub history: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,10 +279,18 @@ pub enum SaveError {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BackendRef {
-    Local { path: String },
+    Local {
+        path: String,
+    },
+    S3 {
+        bucket: String,
+        key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+    },
 }
 
-/// Where state lives. Local files now; the S3 backend is a new file beside `local.rs`.
+/// Where state lives: [`LocalBackend`] (a file) or [`S3Backend`] (an object).
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync {
     /// The state with its journal (if a crashed run left one) replayed in memory; `None`
@@ -253,10 +311,22 @@ pub trait Backend: Send + Sync {
     /// Verifies the history against the state as stored (no journal replayed).
     async fn audit(&self) -> anyhow::Result<history::Report>;
     /// Takes the exclusive lock for a run that writes, waiting up to `timeout`; released
-    /// when the guard drops, and by the OS when the process dies.
+    /// when the guard drops (a local lock also by the OS when the process dies; a remote
+    /// one left by a killed run stays until `force-unlock`).
     async fn lock(&self, operation: &str, timeout: Duration) -> Result<LockGuard, LockError>;
-    /// Where this run's write-ahead journal goes.
-    fn journal_path(&self) -> std::path::PathBuf;
+    /// Removes a lock left by a run that was killed, if its id is `id`.
+    async fn force_unlock(&self, id: &str) -> anyhow::Result<Unlocked>;
+    /// Starts this run's write-ahead journal on top of `base` (under the lock).
+    fn open_journal(&self, base: &State) -> std::io::Result<Journal>;
+    /// Whether a journal of an interrupted run is waiting to be folded.
+    async fn has_journal(&self) -> anyhow::Result<bool>;
+    /// Names the journal in messages.
+    fn journal_location(&self) -> String;
+    /// The state and history bytes as stored (`None`: no state yet).
+    async fn read_stored(&self) -> anyhow::Result<Option<Stored>>;
+    /// Replaces the state and history with `stored`, byte for byte (under the lock; the
+    /// caller has checked lineage and serial).
+    async fn write_stored(&self, stored: &Stored) -> anyhow::Result<()>;
     /// Identifies the backend in messages.
     fn describe(&self) -> String;
     /// Identifies the backend in saved plans.
