@@ -464,6 +464,17 @@ pub async fn plan(
                     forces_replacement: false,
                 });
             }
+            // What only AWS can tell (a parameter the resource names exists), for what
+            // this plan will write.
+            if change.action != Action::NoOp && change.action != Action::Delete {
+                let cx = crate::providers::Cx::new(
+                    aws,
+                    addr,
+                    &crate::events::NoEvents,
+                    opts.wait_timeout,
+                );
+                p.verify(&cx, &desired).await.map_err(refuse)?;
+            }
             // Secrets this plan writes get a fingerprint, checked again at apply.
             if change.action != Action::NoOp {
                 for (k, v) in &desired {

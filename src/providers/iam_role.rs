@@ -251,7 +251,6 @@ impl Provider for IamRole {
 
 /// A role managed exactly as given: trust for `services`, exactly these managed policies,
 /// exactly this one inline policy (`None`: no inline policy at all) and exactly these tags.
-#[allow(dead_code)] // ecs_service's generated execution role (issue 9) calls it
 pub(crate) struct RoleSpec<'a> {
     pub name: &'a str,
     pub services: &'a [String],
@@ -283,7 +282,6 @@ pub(crate) struct RoleRead {
 
 /// Creates the role named `spec.name`, or converges an existing one to exactly `spec`;
 /// returns its ARN. Safe to call again after any failure.
-#[allow(dead_code)] // ecs_service's generated execution role (issue 9) calls it
 pub(crate) async fn put_role(cx: &Cx<'_>, spec: &RoleSpec<'_>) -> Result<String> {
     let want = Want {
         name: spec.name,
@@ -302,7 +300,6 @@ pub(crate) async fn put_role(cx: &Cx<'_>, spec: &RoleSpec<'_>) -> Result<String>
 }
 
 /// The role called `name`, everything read; `None` when it does not exist.
-#[allow(dead_code)] // ecs_service's generated execution role (issue 9) calls it
 pub(crate) async fn read_role(cx: &Cx<'_>, name: &str) -> Result<Option<RoleRead>> {
     fetch(cx, name, true, true).await
 }

@@ -23,6 +23,8 @@ mod cloudwatch_log_group;
 mod data_security_group;
 mod data_subnets;
 mod data_vpc;
+mod ecs_cluster;
+pub(crate) mod ecs_service;
 mod iam_role;
 mod rds_instance;
 mod rds_parameter_group;
@@ -390,6 +392,17 @@ pub trait Provider: Send + Sync {
         Ok(ChangeNotes::default())
     }
 
+    /// Checks at plan time that need AWS (a parameter the resource names exists); `Err`
+    /// refuses the plan at the resource's address. Called for resources being created or
+    /// changed, with what the stack says. Default: nothing to check.
+    async fn verify(
+        &self,
+        _cx: &Cx<'_>,
+        _desired: &BTreeMap<String, Desired>,
+    ) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
     /// What deleting this resource will do besides deleting it (a final snapshot).
     fn delete_notes(&self, _prior: &Attrs) -> ChangeNotes {
         ChangeNotes::default()
@@ -455,6 +468,8 @@ pub fn registry() -> &'static Registry {
             Box::new(alb_listener_rule::AlbListenerRule),
             Box::new(cloudwatch_alarm::CloudwatchAlarm),
             Box::new(iam_role::IamRole),
+            Box::new(ecs_cluster::EcsCluster),
+            Box::new(ecs_service::EcsService),
         ];
         let data: Vec<Box<dyn DataSource>> = vec![
             Box::new(data_vpc::Vpc),

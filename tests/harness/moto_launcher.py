@@ -989,6 +989,333 @@ def check_iam_aws_managed_policies_on_demand(endpoint: str) -> None:
 
 
 # ---------------------------------------------------------------------------
+# ECS: moto never runs a container. The patches below make its services and
+# tasks answer as AWS's do once the containers started (or failed), so the
+# product reads ECS exactly as AWS answers and the tests can drive outcomes.
+# ---------------------------------------------------------------------------
+
+# Harness hooks, read from the moto server's environment at call time (tests
+# set them per moto process, see tests/common/mod.rs `Moto::start_with`):
+#   MOTO_ECS_SERVICE_FAILED_TASKS=N  (moto's own) every deployment of a
+#       service whose circuit breaker is on fails with N failed tasks;
+#   STACKWRIGHT_MOTO_TASK_EXIT_CODE=N  a task started by RunTask stops with
+#       its essential container exited N (default 0).
+
+
+def _ecs_failed_tasks() -> int:
+    try:
+        return max(int(os.environ.get("MOTO_ECS_SERVICE_FAILED_TASKS", "0")), 0)
+    except ValueError:
+        return 0
+
+
+def _ecs_new_deployment(service, task_definition: str, state: str, reason: str,
+                        status: str = "PRIMARY", failed: int = 0) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    from moto.core.utils import utcnow
+    from moto.moto_api._internal import mock_random
+
+    running = service.desired_count if state == "COMPLETED" else 0
+    return {
+        "id": f"ecs-svc/{mock_random.randint(0, 32**12)}",
+        "status": status,
+        "taskDefinition": task_definition,
+        "desiredCount": service.desired_count,
+        "pendingCount": 0,
+        "runningCount": running,
+        "failedTasks": failed,
+        "createdAt": utcnow(),
+        "updatedAt": utcnow(),
+        "launchType": service.launch_type,
+        "platformVersion": service.platform_version,
+        "networkConfiguration": service.network_configuration or None,
+        "rolloutState": state,
+        "rolloutStateReason": reason,
+    }
+
+
+def _ecs_deploy(service, previous: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Open a deployment of the service's task definition, settled at once."""
+    from moto.core.utils import utcnow
+    from moto.moto_api._internal import mock_random
+
+    breaker = (getattr(service, "deployment_configuration", None) or {}).get(
+        "deploymentCircuitBreaker") or {}
+    failed = _ecs_failed_tasks()
+    td = service.task_definition
+    if failed and breaker.get("enable"):
+        new = _ecs_new_deployment(
+            service, td, "FAILED",
+            "ECS deployment circuit breaker: tasks failed to start.", failed=failed)
+        events = [f"(service {service.name}) (deployment {new['id']}) deployment failed: tasks failed to start."]
+        if breaker.get("rollback") and previous and previous != td:
+            back = _ecs_new_deployment(
+                service, previous, "COMPLETED",
+                f"ECS deployment circuit breaker: rolling back to deployment of {previous}.")
+            new["status"] = "ACTIVE"
+            new["runningCount"] = 0
+            service.deployments = [back, new]
+            service.task_definition = previous
+            events.append(f"(service {service.name}) rolling back to deployment {back['id']}.")
+        else:
+            service.deployments = [new]
+        service.running_count = 0 if not (breaker.get("rollback") and previous) else service.desired_count
+    else:
+        service.deployments = [_ecs_new_deployment(
+            service, td, "COMPLETED", "ECS deployment completed.")]
+        service.running_count = service.desired_count
+        events = [f"(service {service.name}) has reached a steady state."]
+    service.pending_count = 0
+    service.events = [
+        {"id": str(mock_random.uuid4()), "createdAt": utcnow(), "message": m}
+        for m in reversed(events)
+    ] + list(getattr(service, "events", []) or [])[:20]
+
+
+def _ecs_default_security_group(backend, nc) -> None:  # type: ignore[no-untyped-def]
+    """AWS's default for an awsvpcConfiguration without securityGroups."""
+    from moto.ec2.models import ec2_backends
+
+    vpc_conf = (nc or {}).get("awsvpcConfiguration")
+    if vpc_conf is not None and not vpc_conf.get("securityGroups"):
+        ec2 = ec2_backends[backend.account_id][backend.region_name]
+        subnet = ec2.get_subnet(vpc_conf["subnets"][0])
+        default = ec2.get_security_group_from_name("default", vpc_id=subnet.vpc_id)
+        vpc_conf["securityGroups"] = [default.id]
+
+
+@patch
+def ecs_service_create_keeps_its_settings() -> None:
+    """CreateService drops deploymentConfiguration and the grace period.
+
+    moto 5.2.1's CreateService ignores ``deploymentConfiguration`` (minimum
+    and maximum percent, circuit breaker) and ``healthCheckGracePeriodSeconds``,
+    so DescribeServices returns neither; AWS stores both and returns
+    deploymentConfiguration with its defaults (100/200, breaker off). An
+    ``awsvpcConfiguration`` without ``securityGroups`` raises a KeyError in
+    moto; AWS uses the VPC's default group. A product reading AWS faithfully
+    would see a perpetual diff, or crash the server.
+
+    Fix: wrap ``create_service`` and the response handler to keep both values
+    on the service (serialised by moto's attribute picker), fill AWS's
+    defaults, and fill the default security group of the first subnet's VPC.
+    """
+    from moto.ecs import responses
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    create = EC2ContainerServiceBackend.create_service
+    handler = responses.EC2ContainerServiceResponse.create_service
+
+    def create_service(self, cluster_str, service_name, desired_count, *args, **kwargs):  # type: ignore[no-untyped-def]
+        _ecs_default_security_group(self, kwargs.get("network_configuration"))
+        return create(self, cluster_str, service_name, desired_count, *args, **kwargs)
+
+    def create_service_handler(self):  # type: ignore[no-untyped-def]
+        result = handler(self)
+        service = self.ecs_backend._get_service(  # noqa: SLF001
+            self._get_param("cluster", "default"), self._get_param("serviceName"))
+        dc = self._get_param("deploymentConfiguration") or {}
+        dc.setdefault("maximumPercent", 200)
+        dc.setdefault("minimumHealthyPercent", 100)
+        dc.setdefault("deploymentCircuitBreaker", {"enable": False, "rollback": False})
+        service.deployment_configuration = dc
+        grace = self._get_param("healthCheckGracePeriodSeconds")
+        if grace is not None:
+            service.health_check_grace_period_seconds = grace
+        _ecs_deploy(service, None)
+        return result
+
+    EC2ContainerServiceBackend.create_service = create_service
+    responses.EC2ContainerServiceResponse.create_service = create_service_handler
+
+
+@patch
+def ecs_service_deployments() -> None:
+    """Services never reach a steady state; UpdateService opens no deployment.
+
+    In moto 5.2.1 a service runs ``MOTO_ECS_SERVICE_RUNNING`` tasks whatever
+    its desired count (default 0: every rollout stays IN_PROGRESS), and
+    UpdateService with a new task definition stores the literal string it was
+    given (``api:2``, not the ARN) and keeps the one old deployment. AWS
+    answers with the ARN, opens a new PRIMARY deployment that completes once
+    the tasks run, and drops the old one when it has drained; with a circuit
+    breaker, a deployment whose tasks fail is FAILED (and, with rollback, the
+    service goes back to the last completed task definition).
+
+    Fix: every CreateService and every UpdateService that changes the task
+    definition, network or load balancers, or forces a new deployment, opens
+    a deployment settled at once: COMPLETED with ``runningCount`` = desired
+    (moto runs no containers, so starting is instantaneous), or, when the
+    harness hook ``MOTO_ECS_SERVICE_FAILED_TASKS`` is set and the breaker is
+    on, FAILED with ECS's reason and a rollback deployment when asked for.
+    """
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    update = EC2ContainerServiceBackend.update_service
+
+    def update_service(self, props):  # type: ignore[no-untyped-def]
+        cluster = props.get("cluster", "default")
+        name = props["service"].split("/")[-1]
+        before = self._get_service(cluster, name)  # noqa: SLF001
+        previous = before.task_definition
+        old_net, old_lbs = before.network_configuration, list(before.load_balancers)
+        td = props.get("task_definition")
+        if td:
+            props["task_definition"] = self.describe_task_definition(td).arn
+        force = bool(props.get("force_new_deployment"))
+        service = update(self, props)
+        if props.get("deployment_configuration"):
+            dc = service.deployment_configuration
+            dc.setdefault("maximumPercent", 200)
+            dc.setdefault("minimumHealthyPercent", 100)
+            dc.setdefault("deploymentCircuitBreaker", {"enable": False, "rollback": False})
+        moved = (service.task_definition != previous or force
+                 or service.network_configuration != old_net
+                 or list(service.load_balancers) != old_lbs)
+        if moved:
+            _ecs_deploy(service, previous)
+        else:
+            for d in service.deployments:
+                d["desiredCount"] = service.desired_count
+                if d.get("rolloutState") == "COMPLETED":
+                    d["runningCount"] = service.desired_count
+        return service
+
+    EC2ContainerServiceBackend.update_service = update_service
+
+
+@patch
+def ecs_run_task_without_container_memory() -> None:
+    """RunTask crashes on a Fargate task whose containers set no memory.
+
+    moto 5.2.1 sums each container's ``memory`` for placement and raises a
+    TypeError on ``None``; on Fargate only the task-level cpu and memory are
+    required, and AWS runs such a task.
+
+    Fix: wrap ``_calculate_task_resource_requirements`` to count a missing
+    container cpu or memory as 0.
+    """
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    calc = EC2ContainerServiceBackend._calculate_task_resource_requirements  # noqa: SLF001
+
+    def calculate(task_definition):  # type: ignore[no-untyped-def]
+        saved = [dict(c) for c in task_definition.container_definitions]
+        for c in task_definition.container_definitions:
+            c["memory"] = c.get("memory") or 0
+            c["cpu"] = c.get("cpu") or 0
+        try:
+            return calc(task_definition)
+        finally:
+            for c, orig in zip(task_definition.container_definitions, saved):
+                c.clear()
+                c.update(orig)
+
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(calculate)  # noqa: SLF001
+
+
+@patch
+def ecs_run_task_stops_with_an_exit_code() -> None:
+    """Tasks never stop and carry no exit code.
+
+    A task started by moto 5.2.1's RunTask stays RUNNING until StopTask, with
+    no ``stopCode`` and a container exit code that is never meaningful. On
+    AWS a one-off task (a migration) runs its command and stops: lastStatus
+    STOPPED, ``stopCode`` EssentialContainerExited and each container's
+    ``exitCode``.
+
+    Fix (the harness hook for one-off tasks): the second DescribeTasks of a
+    task started by RunTask reports it STOPPED, stopCode
+    EssentialContainerExited, with every container's exitCode taken from
+    ``STACKWRIGHT_MOTO_TASK_EXIT_CODE`` in the server's environment (0 when
+    unset); service tasks are left as they are. Like CreateService (above),
+    an awsvpcConfiguration without securityGroups gets the VPC's default.
+    """
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    describe = EC2ContainerServiceBackend.describe_tasks
+    run = EC2ContainerServiceBackend.run_task
+
+    def run_task(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        nc = kwargs.get("networking_configuration", args[7] if len(args) > 7 else None)
+        _ecs_default_security_group(self, nc)
+        tasks = run(self, *args, **kwargs)
+        for t in tasks:
+            t._stackwright_one_off = 0  # noqa: SLF001
+        return tasks
+
+    def describe_tasks(self, cluster_str, tasks):  # type: ignore[no-untyped-def]
+        found = describe(self, cluster_str, tasks)
+        for t in found:
+            seen = getattr(t, "_stackwright_one_off", None)
+            if seen is None:
+                continue
+            t._stackwright_one_off = seen + 1  # noqa: SLF001
+            if seen + 1 >= 2 or t.desired_status == "STOPPED":
+                code = int(os.environ.get("STACKWRIGHT_MOTO_TASK_EXIT_CODE", "0"))
+                t.last_status = "STOPPED"
+                t.desired_status = "STOPPED"
+                t.stop_code = "EssentialContainerExited"
+                t.stopped_reason = "Essential container in task exited"
+                for c in t.containers:
+                    c.last_status = "STOPPED"
+                    c.exitCode = code
+            else:
+                t.last_status = "RUNNING"
+        return found
+
+    EC2ContainerServiceBackend.run_task = run_task
+    EC2ContainerServiceBackend.describe_tasks = describe_tasks
+
+
+def _ecs(endpoint: str, op: str, body: dict) -> dict:  # type: ignore[type-arg]
+    import json as _json
+
+    headers = {
+        "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ecs/"
+        "aws4_request, SignedHeaders=host, Signature=0",
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": f"AmazonEC2ContainerServiceV20141113.{op}",
+    }
+    req = urllib.request.Request(f"{endpoint}/", data=_json.dumps(body).encode(),
+                                 method="POST", headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        return _json.loads(resp.read() or b"{}")
+
+
+@selftest
+def check_ecs_patches(endpoint: str) -> None:
+    vpc = ElementTree.fromstring(_query(endpoint, "ec2", {
+        "Action": "DescribeSubnets", "Version": "2016-11-15"}))
+    subnet = next(e.text for e in vpc.iter() if e.tag.endswith("subnetId"))
+    _ecs(endpoint, "CreateCluster", {"clusterName": "selftest"})
+    td = {"family": "selftest", "requiresCompatibilities": ["FARGATE"], "networkMode": "awsvpc",
+          "cpu": "256", "memory": "512",
+          "containerDefinitions": [{"name": "app", "image": "nginx"}]}
+    _ecs(endpoint, "RegisterTaskDefinition", td)
+    _ecs(endpoint, "CreateService", {
+        "cluster": "selftest", "serviceName": "svc", "taskDefinition": "selftest:1",
+        "desiredCount": 2, "launchType": "FARGATE",
+        "networkConfiguration": {"awsvpcConfiguration": {"subnets": [subnet]}},
+        "deploymentConfiguration": {"minimumHealthyPercent": 50}})
+    svc = _ecs(endpoint, "DescribeServices", {"cluster": "selftest", "services": ["svc"]})["services"][0]
+    assert svc["deploymentConfiguration"]["minimumHealthyPercent"] == 50, svc
+    assert svc["deploymentConfiguration"]["maximumPercent"] == 200, svc
+    assert svc["deployments"][0]["rolloutState"] == "COMPLETED", svc
+    assert svc["runningCount"] == 2, svc
+    _ecs(endpoint, "RegisterTaskDefinition", td)
+    _ecs(endpoint, "UpdateService", {"cluster": "selftest", "service": "svc", "taskDefinition": "selftest:2"})
+    svc = _ecs(endpoint, "DescribeServices", {"cluster": "selftest", "services": ["svc"]})["services"][0]
+    assert svc["taskDefinition"].endswith(":task-definition/selftest:2"), svc
+    assert len(svc["deployments"]) == 1 and svc["deployments"][0]["taskDefinition"] == svc["taskDefinition"], svc
+    task = _ecs(endpoint, "RunTask", {
+        "cluster": "selftest", "taskDefinition": "selftest:2", "launchType": "FARGATE",
+        "networkConfiguration": {"awsvpcConfiguration": {"subnets": [subnet]}}})["tasks"][0]
+    for _ in range(2):
+        t = _ecs(endpoint, "DescribeTasks", {"cluster": "selftest", "tasks": [task["taskArn"]]})["tasks"][0]
+    assert t["lastStatus"] == "STOPPED" and t["containers"][0]["exitCode"] == 0, t
+
+
+# ---------------------------------------------------------------------------
 # Plumbing
 # ---------------------------------------------------------------------------
 
