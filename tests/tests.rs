@@ -16,6 +16,7 @@ mod audit;
 mod cli_flags;
 mod crash;
 mod demo;
+mod ecs;
 mod faults;
 mod features;
 mod first_contact;

@@ -473,7 +473,12 @@ pub async fn plan(
                     &crate::events::NoEvents,
                     opts.wait_timeout,
                 );
-                p.verify(&cx, &desired).await.map_err(refuse)?;
+                let preview = desired_attrs(r, p, &|rf: &Ref| match lookup(rf) {
+                    Desired::Unknown => Desired::Known(Value::String(format!("${{{rf}}}"))),
+                    d => d,
+                });
+                let notes = p.verify(&cx, &desired, &preview).await.map_err(refuse)?;
+                change.notes.extend(notes);
             }
             // Secrets this plan writes get a fingerprint, checked again at apply.
             if change.action != Action::NoOp {

@@ -427,29 +427,42 @@ impl Provider for EcsService {
         })
     }
 
-    async fn verify(&self, cx: &Cx<'_>, desired: &BTreeMap<String, Desired>) -> Result<(), String> {
+    async fn verify(
+        &self,
+        cx: &Cx<'_>,
+        desired: &BTreeMap<String, Desired>,
+        preview: &BTreeMap<String, Desired>,
+    ) -> Result<Vec<String>, String> {
+        let Some(task) = preview.get("task").and_then(Desired::known) else {
+            return Ok(Vec::new());
+        };
+        // Before the first apply the task is only partly known: its preview still shows
+        // what the auto role will grant (plan_change says it once the task is known).
+        let mut notes = Vec::new();
+        if desired.get("task").and_then(Desired::known).is_none()
+            && task.get("execution_role").and_then(Value::as_str) == Some("auto")
+        {
+            notes.push(auto_role_summary(preview, task));
+        }
         // Parameters named literally (not created by this stack) must exist already: ECS
         // would fail every task start on a missing one, long after apply said done.
-        let Some(task) = desired.get("task").and_then(Desired::known) else {
-            return Ok(());
-        };
         let names: Vec<String> = containers(task)
             .iter()
             .flat_map(|c| string_map(c.get("secrets")).into_values())
-            .filter(|v| !v.starts_with("arn:aws:secretsmanager:"))
+            .filter(|v| !v.starts_with("arn:aws:secretsmanager:") && !v.contains("${"))
             .map(|v| ssm_name(&v))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
         if names.is_empty() {
-            return Ok(());
+            return Ok(notes);
         }
         let found = parameter_keys(cx.aws, &names)
             .await
             .map_err(|e| format!("cannot check the task's SSM parameters: {e}"))?;
         let missing: Vec<&String> = names.iter().filter(|n| !found.contains_key(*n)).collect();
         if missing.is_empty() {
-            Ok(())
+            Ok(notes)
         } else {
             Err(format!(
                 "the task's secrets reference SSM parameter(s) that do not exist: {}; create them (an ssm_parameter in this stack, referenced as \"${{ssm_parameter.NAME.arn}}\") or fix the name",
@@ -643,8 +656,17 @@ impl Provider for EcsService {
         }
         if any {
             let out = call.send().await.map_err(aws_err)?;
+            // Ours is the deployment of our revision (PRIMARY when ECS has not already
+            // rolled it back).
             let deployment = if deploys {
-                out.service().and_then(primary_deployment)
+                out.service().and_then(|s| {
+                    s.deployments()
+                        .iter()
+                        .find(|d| d.task_definition() == Some(td_arn.as_str()))
+                        .and_then(|d| d.id())
+                        .map(str::to_owned)
+                        .or_else(|| primary_deployment(s))
+                })
             } else {
                 None
             };
@@ -938,11 +960,19 @@ fn check_task(t: &Map<String, Value>) -> std::result::Result<(), String> {
 
 /// The load balancer's container exists in the task and listens on its port (ecspresso's
 /// `verify`).
-fn check_load_balancer(task: &Value, lb: &Value) -> std::result::Result<(), String> {
+/// The load balancer's container is one of the task's and listens on its port; also run
+/// at load on the file's shapes (src/stack/checks.rs), references as `null`.
+pub(crate) fn check_load_balancer(task: &Value, lb: &Value) -> std::result::Result<(), String> {
     let Some(name) = lb.get("container").and_then(Value::as_str) else {
         return Ok(());
     };
     let cs = containers(task);
+    if cs
+        .iter()
+        .any(|c| !c.get("name").is_some_and(Value::is_string))
+    {
+        return Ok(()); // a name still unknown: checked again once it is known
+    }
     let Some(c) = cs
         .iter()
         .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
@@ -1007,14 +1037,16 @@ fn needs_of(task: &Value, region: &str, account: &str) -> Needs {
     };
     for c in containers(task) {
         for v in string_map(c.get("secrets")).into_values() {
-            n.parameters.insert(if v.starts_with("arn:") {
-                v
-            } else {
-                format!(
-                    "arn:aws:ssm:{region}:{account}:parameter/{}",
-                    v.trim_start_matches('/')
-                )
-            });
+            // `"${…}"`: a plan preview's reference, shown as written.
+            n.parameters
+                .insert(if v.starts_with("arn:") || v.starts_with("${") {
+                    v
+                } else {
+                    format!(
+                        "arn:aws:ssm:{region}:{account}:parameter/{}",
+                        v.trim_start_matches('/')
+                    )
+                });
         }
         if let Some(g) = c.get("log_group").and_then(Value::as_str) {
             n.log_groups.insert(g.to_owned());
@@ -1061,8 +1093,25 @@ fn auto_policy(needs: &Needs, kms_keys: &BTreeSet<String>, region: &str, account
     if !sm.is_empty() {
         st.push(json!({"Sid": "ReadManagedSecrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": sm}));
     }
-    if !kms_keys.is_empty() {
-        st.push(json!({"Sid": "DecryptSecrets", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": kms_keys}));
+    // IAM matches key operations against key ARNs only: a key named by its alias is
+    // granted through the `kms:ResourceAliases` condition instead.
+    let (aliases, keys): (Vec<&String>, Vec<&String>) =
+        kms_keys.iter().partition(|k| k.contains(":alias/"));
+    if !keys.is_empty() {
+        st.push(json!({"Sid": "DecryptSecrets", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": keys}));
+    }
+    if !aliases.is_empty() {
+        let names: Vec<&str> = aliases
+            .iter()
+            .filter_map(|a| a.split_once(":alias/").map(|(_, n)| n))
+            .map(|n| n.trim_start_matches('/'))
+            .collect();
+        let names: Vec<String> = names.iter().map(|n| format!("alias/{n}")).collect();
+        st.push(
+            json!({"Sid": "DecryptSecretsByAlias", "Effect": "Allow", "Action": ["kms:Decrypt"],
+            "Resource": [format!("arn:aws:kms:{region}:{account}:key/*")],
+            "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": names}}}),
+        );
     }
     if !needs.log_groups.is_empty() {
         let groups: Vec<String> = needs
@@ -1752,10 +1801,20 @@ pub(crate) async fn wait_steady(
             let s = describe_service(aws, id).await?.ok_or_else(|| {
                 AwsError::local(format!("service {id} disappeared while deploying"))
             })?;
-            let ours = s.deployments().iter().find(|d| match deployment {
-                Some(want) => d.id() == Some(want),
-                None => d.status() == Some("PRIMARY"),
-            });
+            // Without its id, ours is the deployment of our revision: after a circuit-
+            // breaker rollback the PRIMARY one is the old revision's.
+            let ours = match deployment {
+                Some(want) => s.deployments().iter().find(|d| d.id() == Some(want)),
+                None => s
+                    .deployments()
+                    .iter()
+                    .find(|d| d.task_definition() == Some(task_definition))
+                    .or_else(|| {
+                        s.deployments()
+                            .iter()
+                            .find(|d| d.status() == Some("PRIMARY"))
+                    }),
+            };
             let rev = |td: &str| short_name(td);
             match ours {
                 Some(d) if d.rollout_state().map(|r| r.as_str()) == Some("FAILED") => {
@@ -1999,10 +2058,25 @@ mod tests {
             "secrets": {"SECRET_KEY": "arn:aws:ssm:eu-central-1:123456789012:parameter/app/key", "DB": "/app/db"},
             "log_group": "/ecs/app"}]));
         let n = needs_of(&t, "eu-central-1", "123456789012");
-        let keys = BTreeSet::from(["arn:aws:kms:eu-central-1:123456789012:key/k1".to_owned()]);
+        let keys = BTreeSet::from([
+            "arn:aws:kms:eu-central-1:123456789012:key/k1".to_owned(),
+            "arn:aws:kms:eu-central-1:123456789012:alias/app".to_owned(),
+        ]);
         let p = auto_policy(&n, &keys, "eu-central-1", "123456789012");
         let st = p["Statement"].as_array().unwrap();
         let res = |sid: &str| st.iter().find(|s| s["Sid"] == sid).unwrap()["Resource"].clone();
+        let by_alias = st
+            .iter()
+            .find(|s| s["Sid"] == "DecryptSecretsByAlias")
+            .unwrap();
+        assert_eq!(
+            by_alias["Condition"],
+            json!({"ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/app"]}})
+        );
+        assert_eq!(
+            by_alias["Resource"],
+            json!(["arn:aws:kms:eu-central-1:123456789012:key/*"])
+        );
         assert_eq!(
             res("ReadSecrets"),
             json!([

@@ -838,7 +838,11 @@ async fn create_role(cx: &Cx<'_>, want: &Want<'_>, take_existing: bool) -> Resul
         }
     })
     .await?;
-    cx.created(want.name);
+    // Through put_role the role belongs to another resource (an ECS service's execution
+    // role), whose own id is what an interrupted create must be found by.
+    if !take_existing {
+        cx.created(want.name);
+    }
     Ok(())
 }
 

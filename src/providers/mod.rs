@@ -393,14 +393,18 @@ pub trait Provider: Send + Sync {
     }
 
     /// Checks at plan time that need AWS (a parameter the resource names exists); `Err`
-    /// refuses the plan at the resource's address. Called for resources being created or
-    /// changed, with what the stack says. Default: nothing to check.
+    /// refuses the plan at the resource's address, `Ok` gives notes for the plan. Called
+    /// for resources being created or changed, with what the stack says (`desired`) and
+    /// its preview: the same with each value still unknown written as its reference
+    /// (`"${ssm_parameter.key.arn}"`), so a table that is only partly known can be checked
+    /// and described before the first apply. Default: nothing to check.
     async fn verify(
         &self,
         _cx: &Cx<'_>,
         _desired: &BTreeMap<String, Desired>,
-    ) -> std::result::Result<(), String> {
-        Ok(())
+        _preview: &BTreeMap<String, Desired>,
+    ) -> std::result::Result<Vec<String>, String> {
+        Ok(Vec::new())
     }
 
     /// What deleting this resource will do besides deleting it (a final snapshot).

@@ -1,7 +1,8 @@
 //! Checks of a parsed stack that need more than one attribute's type: AWS's own rules for
 //! names and ranges (asked of each kind, [`Provider::check_attr`]), AWS names two resources
 //! would share, a resource depending on itself, references whose type does not fit the
-//! attribute, mistyped regions, contradictory data-source arguments; and warns about a
+//! attribute, mistyped regions, contradictory data-source arguments, an ECS service's
+//! port that is not its target group's; and warns about a
 //! secret written in plain text.
 //! All problems are returned at once, each located at the value it is about.
 
@@ -30,6 +31,7 @@ pub(super) fn check(
     attribute_rules(stack, at, &mut errors);
     unique_aws_names(stack, at, &mut errors);
     unique_rule_priorities(stack, at, &mut errors);
+    service_ports(stack, at, &mut errors);
     self_dependencies(stack, at, &mut errors);
     reference_types(stack, at, &mut errors);
     data_source_args(stack, at, &mut errors);
@@ -162,6 +164,55 @@ fn unique_rule_priorities(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic
             None => {
                 seen.insert((listener, priority), &r.address);
             }
+        }
+    }
+}
+
+/// An ECS service's load balancer names one of its containers and that container's port,
+/// and it registers that port with the target group; the group health-
+/// checks and forwards to its own port. Different ports: targets that never turn healthy.
+fn service_ports(stack: &Stack, at: At<'_>, errors: &mut Vec<Diagnostic>) {
+    for r in stack.resources.values().filter(|r| r.kind == "ecs_service") {
+        let Some(lb_expr @ Expr::Map(lb)) = r.attrs.get("load_balancer") else {
+            continue;
+        };
+        // The container and its port, while the task's other values may still be unknown.
+        if let (Some(task), Some(lb_shape)) = (r.attrs.get("task").and_then(shape), shape(lb_expr))
+            && let Err(why) = crate::providers::ecs_service::check_load_balancer(&task, &lb_shape)
+        {
+            errors.push(
+                at(
+                    attr_span(stack, &r.address, "load_balancer"),
+                    format!("`load_balancer` of `{}`: {why}", r.address),
+                )
+                .hint("name a container of [[…task.container]] and the port it declares"),
+            );
+            continue;
+        }
+        let (Some(Expr::Ref(tg)), Some(Expr::Lit(port))) = (lb.get("target_group"), lb.get("port"))
+        else {
+            continue;
+        };
+        let Some(group) = stack
+            .get(&tg.address)
+            .filter(|g| g.kind == "alb_target_group")
+        else {
+            continue;
+        };
+        let Some(Expr::Lit(group_port)) = group.attrs.get("port") else {
+            continue;
+        };
+        if port.as_i64().is_some() && port.as_i64() != group_port.as_i64() {
+            errors.push(
+                at(
+                    attr_span(stack, &r.address, "load_balancer"),
+                    format!(
+                        "`load_balancer.port` of `{}` is {port}, but `{}` forwards to port {group_port}",
+                        r.address, tg.address
+                    ),
+                )
+                .hint("use the port the container listens on in both places"),
+            );
         }
     }
 }

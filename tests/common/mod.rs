@@ -160,6 +160,13 @@ impl Moto {
     /// Spawn a patched moto server on a free loopback port and wait until it
     /// answers HTTP. Panics (with moto's log) if it does not come up.
     pub fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// [`Moto::start`] with extra variables in the server's environment: moto's own
+    /// switches and the harness hooks (`MOTO_ECS_SERVICE_FAILED_TASKS`,
+    /// `STACKWRIGHT_MOTO_TASK_EXIT_CODE`; tests/README.md), read at each call.
+    pub fn start_with(env: &[(&str, &str)]) -> Moto {
         let python = venv_python();
         let dir = new_tempdir("stackwright-moto-");
         let port_file = dir.path().join("port");
@@ -177,6 +184,7 @@ impl Moto {
                 cmd.env_remove(key);
             }
         }
+        cmd.envs(env.iter().copied());
         let child = cmd.spawn().expect("spawn tests/harness/moto_launcher.py");
         let mut moto = Moto {
             child,
@@ -310,6 +318,11 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn new() -> TestEnv {
+        TestEnv::with_moto_env(&[])
+    }
+
+    /// A sandbox whose moto server runs with `env` (see [`Moto::start_with`]).
+    pub fn with_moto_env(env: &[(&str, &str)]) -> TestEnv {
         let root = new_tempdir("stackwright-test-");
         let work = root.path().join("work");
         let home = root.path().join("home");
@@ -319,7 +332,7 @@ impl TestEnv {
             root,
             work,
             home,
-            moto: Moto::start(),
+            moto: Moto::start_with(env),
             proxy: OnceLock::new(),
         }
     }
