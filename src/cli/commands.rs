@@ -131,6 +131,22 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
                 lock_timeout,
             } => crate::cli::state::copy(&stack, false, force, lock_timeout).await,
         },
+        Command::Rollback {
+            stack,
+            address,
+            to,
+            wait_timeout,
+            lock_timeout,
+        } => {
+            crate::cli::rollback::rollback(
+                &stack,
+                &address,
+                to.as_deref(),
+                wait_timeout,
+                lock_timeout,
+            )
+            .await
+        }
         Command::ForceUnlock { stack, lock_id } => {
             crate::cli::state::force_unlock(&stack, &lock_id).await
         }

@@ -10,6 +10,7 @@ mod commands;
 mod migrate;
 pub mod output;
 mod outputs;
+mod rollback;
 mod state;
 
 use std::path::PathBuf;
@@ -223,6 +224,27 @@ pub enum Command {
         stack: StackArgs,
         /// The id of the lock to remove; another id is refused, naming the real holder.
         lock_id: String,
+    },
+    /// Redeploy an ECS service's earlier task definition revision (default: the one before
+    /// the running one), wait until it is steady, and record it. The stack file is not
+    /// changed: the next plan shows the newer task it still names.
+    #[command(
+        after_help = "Examples:\n  stackwright rollback stacks/webapp.toml --env prod ecs_service.api\n  stackwright rollback stacks/webapp.toml --env prod ecs_service.api --to 41\n\nThe revisions a service can go back to are the last 10 it deployed (`stackwright state show`)."
+    )]
+    Rollback {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// The service's address, e.g. ecs_service.api.
+        address: String,
+        /// The revision to redeploy: its number, family:N or ARN.
+        #[arg(long, value_name = "REVISION")]
+        to: Option<String>,
+        /// How long to wait for the service to be steady ("10m"; a bare number is seconds).
+        #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+        wait_timeout: std::time::Duration,
+        /// How long to wait for another run's state lock.
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        lock_timeout: std::time::Duration,
     },
     /// Print a saved plan.
     #[command(

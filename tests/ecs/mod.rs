@@ -701,3 +701,66 @@ async fn a_create_whose_reply_was_lost_is_adopted_not_duplicated() {
     assert_eq!(services.service_arns().len(), 1);
     plan(&env, "shop.toml", &[]).assert_code(0);
 }
+
+#[tokio::test]
+async fn rollback_redeploys_the_previous_revision_and_the_next_plan_shows_the_file() {
+    let env = TestEnv::new();
+    env.write("shop.toml", stack("", ""));
+    apply(&env, "shop.toml", &[]).assert_success();
+    apply(&env, "shop.toml", &["--var", "image_tag=1.1"]).assert_success();
+    assert!(
+        service(&env)
+            .await
+            .unwrap()
+            .task_definition()
+            .unwrap()
+            .ends_with("shop-api:2")
+    );
+
+    let bad = env.run_with(
+        ["rollback", "shop.toml", "ecs_service.api", "--to", "7"],
+        run_env,
+    );
+    assert_eq!(bad.code(), Some(1), "{bad}");
+    bad.assert_stderr_contains("kept: shop-api:1, shop-api:2");
+    env.run_with(
+        ["rollback", "shop.toml", "ssm_parameter.log_level"],
+        run_env,
+    )
+    .assert_code(1)
+    .assert_stderr_contains("is a ssm_parameter");
+
+    let run = env.run_with(["rollback", "shop.toml", "ecs_service.api"], run_env);
+    run.assert_success();
+    run.assert_stdout_contains("rolling back from shop-api:2 to shop-api:1");
+    let svc = service(&env).await.unwrap();
+    assert!(
+        svc.task_definition().unwrap().ends_with("shop-api:1"),
+        "{svc:?}"
+    );
+    assert_eq!(svc.deployments().len(), 1);
+    assert_eq!(
+        state(&env)["resources"]["ecs_service.api"]["attributes"]["revision"],
+        json!(1)
+    );
+    // The file still names 1.1: the plan says so instead of hiding the difference.
+    let p = plan(&env, "shop.toml", &["--var", "image_tag=1.1"]);
+    p.assert_code(2);
+    assert!(
+        p.stdout().contains("shop/api:1.0") && p.stdout().contains("shop/api:1.1"),
+        "{p}"
+    );
+    // …and with the file back at 1.0 there is nothing to do.
+    plan(&env, "shop.toml", &[]).assert_code(0);
+    // The rollback is in the verified history.
+    let audit = env.run_with(["audit", "shop.toml", "--json"], run_env);
+    audit.assert_success();
+    let records = audit.stdout_json()["records"].clone();
+    let last = records.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["command"], "rollback", "{last}");
+    assert!(
+        last.to_string()
+            .contains("rollback from shop-api:2 to shop-api:1"),
+        "{last}"
+    );
+}
