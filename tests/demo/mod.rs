@@ -50,9 +50,9 @@ async fn the_demo_stack_applies_replans_to_no_changes_and_reads_back() {
     let md = cmd("plan", &["--markdown"]);
     md.assert_success();
     let md = md.stdout();
-    assert!(md.starts_with("### Stackwright plan: `webapp` (dev)\n\n**19 to add, 0 to change, 0 to replace, 0 to destroy.**"), "{md}");
+    assert!(md.starts_with("### Stackwright plan: `webapp` (dev)\n\n**21 to add, 0 to change, 0 to replace, 0 to destroy.**"), "{md}");
     assert!(!md.contains("[!WARNING]"), "nothing is deleted: {md}");
-    assert_eq!(md.matches("<details><summary><code>").count(), 19, "{md}");
+    assert_eq!(md.matches("<details><summary><code>").count(), 21, "{md}");
     assert!(md.contains("| `+` create | `alb_listener.http` |"), "{md}");
     assert!(
         md.contains("#### Migrations against `rds_instance.main`"),
@@ -63,7 +63,7 @@ async fn the_demo_stack_applies_replans_to_no_changes_and_reads_back() {
     }
     cmd("apply", &["--auto-approve"])
         .assert_success()
-        .assert_stdout_contains("Apply complete! Resources: 19 added");
+        .assert_stdout_contains("Apply complete! Resources: 21 added");
     cmd("plan", &["--detailed-exitcode"])
         .assert_success()
         .assert_stdout_contains("No changes.");
@@ -106,6 +106,47 @@ async fn the_demo_stack_applies_replans_to_no_changes_and_reads_back() {
             ("webapp-dev-blue".to_owned(), 100),
             ("webapp-dev-green".to_owned(), 0)
         ]
+    );
+
+    // The app runs on Fargate behind the blue group, its secrets read from Parameter Store
+    // through the execution role Stackwright wrote.
+    let ecs = aws_sdk_ecs::Client::new(&conf);
+    let svc = ecs
+        .describe_services()
+        .cluster("webapp-dev")
+        .services("api")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .clone();
+    assert_eq!((svc.desired_count(), svc.running_count()), (1, 1));
+    assert!(
+        svc.load_balancers()[0]
+            .target_group_arn()
+            .unwrap()
+            .contains("/webapp-dev-blue/")
+    );
+    let td = ecs
+        .describe_task_definition()
+        .task_definition(svc.task_definition().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let td = td.task_definition().unwrap();
+    assert_eq!(
+        td.execution_role_arn(),
+        Some("arn:aws:iam::123456789012:role/webapp-dev-api-exec")
+    );
+    let mut secret_names: Vec<&str> = td.container_definitions()[0]
+        .secrets()
+        .iter()
+        .map(|s| s.name())
+        .collect();
+    secret_names.sort();
+    assert_eq!(
+        secret_names,
+        ["DATABASE_URL", "LOG_LEVEL", "S3_BUCKET", "SECRET_KEY"]
     );
 
     let cw = aws_sdk_cloudwatch::Client::new(&conf);
