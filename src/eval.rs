@@ -54,6 +54,21 @@ pub fn desired_attrs(
     out
 }
 
+/// The provider input of stack resource `r` from the values known so far (`Err` names an
+/// attribute still unknown): what apply would send for it now.
+pub fn input_of(
+    provider: &dyn Provider,
+    r: &Resource,
+    known: &BTreeMap<String, Attrs>,
+) -> Result<Resolved, String> {
+    let lookup = |rf: &Ref| match known.get(&rf.address).and_then(|a| a.get(&rf.attr)) {
+        Some(v) => Desired::Known(v.clone()),
+        None => Desired::Unknown,
+    };
+    resolve(&desired_attrs(r, provider, &lookup))
+        .map_err(|a| format!("`{}.{a}` is not known yet", r.address))
+}
+
 /// Splits fully known desired values into the provider's input; `Err(attr)` names one still unknown.
 pub fn resolve(desired: &BTreeMap<String, Desired>) -> Result<Resolved, String> {
     let mut r = Resolved::default();

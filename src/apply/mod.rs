@@ -170,13 +170,20 @@ impl EventSink for Journaling<'_> {
 
 /// A step apply runs that is not a resource change (migrations), slotted into the graph.
 /// It returns records to keep in state (the snapshot taken, the tool's folder digest).
-/// It gets the executor's event sink, so that the checkpoints it emits reach the journal.
 pub type Hook<'a> = Box<
-    dyn Fn(Arc<dyn EventSink + 'a>) -> futures::future::BoxFuture<'a, Result<Records, String>>
+    dyn Fn(HookCx<'a>) -> futures::future::BoxFuture<'a, Result<Records, String>>
         + Send
         + Sync
         + 'a,
 >;
+
+/// What a hook gets when it starts: the executor's event sink, so that the checkpoints it
+/// emits reach the journal, and the attribute values known at that moment (state and data
+/// reads, updated by every change already applied), to resolve a resource's input with.
+pub struct HookCx<'a> {
+    pub events: Arc<dyn EventSink + 'a>,
+    pub known: BTreeMap<String, Attrs>,
+}
 
 pub type Records = BTreeMap<String, serde_json::Value>;
 
@@ -365,7 +372,11 @@ pub async fn apply<'a>(
                         action: Activity::Operation,
                     });
                     let t = Instant::now();
-                    let r = match (e.run)(journaling.clone()).await {
+                    let hcx = HookCx {
+                        events: journaling.clone(),
+                        known: known.lock().expect("known lock").clone(),
+                    };
+                    let r = match (e.run)(hcx).await {
                         Ok(records) if records.is_empty() => Ok(Action::NoOp),
                         Ok(records) => recorder
                             .record(Entry::Records { records })

@@ -21,6 +21,13 @@ pub async fn status(args: &StackArgs) -> anyhow::Result<Exit> {
         .migrations
         .as_ref()
         .ok_or_else(|| anyhow!("{} has no [migrations] table", args.stack.display()))?;
+    if let Some(t) = &m.task {
+        bail!(
+            "the migrations run as a one-off task of {} (`{}`): their history is the app's own tool's; `stackwright plan` says when the task runs next",
+            t.service,
+            t.command.join(" ")
+        );
+    }
     let aws = super::commands::connect(&stack).await?;
     let url = database_url(m, &aws)
         .await
@@ -99,6 +106,14 @@ pub async fn up(args: &StackArgs, flags: MigrateFlags, wait: Duration) -> anyhow
         .migrations
         .as_ref()
         .ok_or_else(|| anyhow!("{} has no [migrations] table", args.stack.display()))?;
+    if let Some(t) = &decl.task {
+        // The task needs the service's input resolved against data reads and every
+        // dependency: that is apply's work, which also keeps the run before the service moves.
+        bail!(
+            "the migrations run as a one-off task of {}: run `stackwright apply` (add --force-migrations to run the task without a new revision)",
+            t.service
+        );
+    }
     let backend = backend_for(args, &stack).await?;
     let backend = &*backend;
     let state = backend.load().await?;
@@ -143,7 +158,7 @@ pub async fn up(args: &StackArgs, flags: MigrateFlags, wait: Duration) -> anyhow
         command_digest,
         resume: checkpoint(state.as_ref()),
     };
-    match step.run().await {
+    match step.run(&Default::default()).await {
         Ok(records) => {
             if !records.is_empty() {
                 let _lock = backend.lock("migrate", Duration::from_secs(30)).await?;

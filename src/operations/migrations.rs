@@ -3,6 +3,10 @@
 //! checkpoint in state after the snapshot and after every file, so an interrupted run is
 //! reported by the next plan ("interrupted after 0003") and resumed by the next apply under
 //! the same snapshot.
+//!
+//! Three modes: SQL files run by Stackwright, the app's own tool run locally (`command`),
+//! and the app's own tool run as a one-off ECS task of the service's new revision
+//! (`task`): after the snapshot, before the service moves, exit code 0 required.
 
 use std::time::Duration;
 
@@ -102,8 +106,9 @@ pub(crate) async fn database_url(
     aws: &Aws,
 ) -> Result<Option<SecretString>, String> {
     match &m.url {
-        UrlSource::Env(_, s) => Ok(Some(s.clone())),
-        UrlSource::Ssm(name) => match aws
+        None => Ok(None),
+        Some(UrlSource::Env(_, s)) => Ok(Some(s.clone())),
+        Some(UrlSource::Ssm(name)) => match aws
             .ssm()
             .get_parameter()
             .name(name)
@@ -219,7 +224,15 @@ pub async fn plan_section(
         ));
     }
 
-    if let Mode::Command(argv) = &set.mode {
+    if let Some(t) = &m.task {
+        if let Some(why) = task_trigger(t, plan, flags) {
+            section.pending.push(format!(
+                "run `{}` in a one-off task of {}'s new revision ({why})",
+                t.command.join(" "),
+                t.service
+            ));
+        }
+    } else if let Mode::Command(argv) = &set.mode {
         let digest = migrations::dir_digest(&set.dir)?;
         let previous = state
             .and_then(|s| s.records.get(DIGEST_RECORD))
@@ -302,6 +315,31 @@ pub async fn plan_section(
     Ok(Some(section))
 }
 
+/// Why the task runs in this apply, if it does: the service gets a new task definition
+/// (the image that brings new migrations is part of it), or `--migrate` forces it.
+fn task_trigger(
+    t: &crate::stack::TaskMigration,
+    plan: &Plan,
+    flags: MigrateFlags,
+) -> Option<String> {
+    let change = plan.change(&t.service);
+    if flags.force {
+        return Some("forced with --migrate".into());
+    }
+    match change.map(|c| c.action) {
+        Some(Action::Create) => Some(format!("{} is created by this apply", t.service)),
+        Some(Action::Replace | Action::CreateThenDelete) => {
+            Some(format!("{} is replaced by this apply", t.service))
+        }
+        Some(Action::Update)
+            if change.is_some_and(|c| c.changed_attrs().iter().any(|a| a == "task")) =>
+        {
+            Some("its task changes".into())
+        }
+        _ => None,
+    }
+}
+
 pub(crate) struct Step<'a> {
     pub(crate) stack: &'a Stack,
     pub(crate) decl: &'a MigrationsDecl,
@@ -315,6 +353,22 @@ pub(crate) struct Step<'a> {
     pub(crate) command_digest: Option<String>,
     /// Left by an interrupted run: its snapshot is reused rather than taking a second one.
     pub(crate) resume: Option<Checkpoint>,
+}
+
+/// The resolved input of the task mode's service, as apply would send it now.
+fn service_input(
+    stack: &Stack,
+    address: &str,
+    known: &std::collections::BTreeMap<String, crate::value::Attrs>,
+) -> Result<crate::value::Resolved, String> {
+    let r = stack
+        .resources
+        .get(address)
+        .ok_or_else(|| format!("{address} is not in the stack"))?;
+    let p = crate::providers::registry()
+        .provider(&r.kind)
+        .ok_or_else(|| format!("unknown kind {}", r.kind))?;
+    crate::eval::input_of(p, r, known)
 }
 
 impl Step<'_> {
@@ -341,8 +395,99 @@ impl Step<'_> {
         });
     }
 
+    /// Task mode: register the revision → snapshot → RunTask with the command → exit 0
+    /// required (→ verify). The service moves only after this returns.
+    async fn run_task(
+        &self,
+        t: &crate::stack::TaskMigration,
+        known: &std::collections::BTreeMap<String, crate::value::Attrs>,
+    ) -> Result<Records, String> {
+        let input = service_input(self.stack, &t.service, known)?;
+        let cx = Cx {
+            poll_interval: Duration::from_secs(3),
+            ..Cx::new(self.aws, &t.service, self.events, self.wait)
+        };
+        let mut records = Records::new();
+        let snapshot = match self.reusable_snapshot().await {
+            Some(id) => Some(id),
+            None => self.snapshot("task").await?,
+        };
+        if let Some(id) = &snapshot {
+            records.insert(SNAPSHOT_RECORD.into(), Value::String(id.clone()));
+        }
+        // Checkpoint before the task starts: a kill from here on resumes under this snapshot.
+        let mut c = self.resume.clone().unwrap_or_default();
+        c.snapshot = snapshot.clone();
+        if c.since.is_empty() {
+            c.since = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        }
+        emit_checkpoint(self.events, &c);
+        let restore = snapshot
+            .as_ref()
+            .map(|id| {
+                format!(
+                    "\n  restore the pre-migration snapshot with: {}",
+                    restore_command(self.stack, id)
+                )
+            })
+            .unwrap_or_default();
+        self.note(format!(
+            "running `{}` in a one-off task of {}",
+            t.command.join(" "),
+            t.service
+        ));
+        let run = crate::providers::ecs_service::run_once(
+            &cx,
+            &input,
+            t.container.as_deref(),
+            &t.command,
+        )
+        .await
+        .map_err(|e| format!("the migration task did not run to its end: {e}{restore}"))?;
+        match run.exit_code {
+            Some(0) => self.note(format!(
+                "migration task {} ({}) exited 0",
+                run.task_arn, run.container
+            )),
+            code => {
+                return Err(format!(
+                    "migration task {} of {} (container {}) {}{}; {} stays on its current revision{restore}",
+                    run.task_arn,
+                    run.task_definition,
+                    run.container,
+                    match code {
+                        Some(n) => format!("exited with code {n}"),
+                        None => "stopped before its container ran".to_owned(),
+                    },
+                    if run.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", run.reason)
+                    },
+                    t.service
+                ));
+            }
+        }
+        if let Some(url) = database_url(self.decl, self.aws).await? {
+            let verified = migrations::verify(&url, &self.decl.verify)
+                .await
+                .map_err(|e| format!("{e}{restore}"))?;
+            for v in &verified {
+                self.note(format!("verify ok: {v}"));
+            }
+        }
+        records.insert(CHECKPOINT_RECORD.into(), Value::Null);
+        Ok(records)
+    }
+
     /// Snapshot → migrate → verify. Returns records for state.
-    pub(crate) async fn run(&self) -> Result<Records, String> {
+    pub(crate) async fn run(
+        &self,
+        known: &std::collections::BTreeMap<String, crate::value::Attrs>,
+    ) -> Result<Records, String> {
+        if let Some(t) = &self.decl.task {
+            return self.run_task(t, known).await;
+        }
         let set = set_for(self.decl);
         let url = database_url(self.decl, self.aws)
             .await?
@@ -560,7 +705,16 @@ pub fn hooks<'a>(
         .map(|c| c.action)
         .unwrap_or(Action::NoOp);
     let mut after: Vec<String> = vec![decl.database.clone()];
-    if let UrlSource::Ssm(name) = &decl.url {
+    let mut before: Vec<String> = Vec::new();
+    if let Some(t) = &decl.task {
+        // The one-off task needs what the service needs (cluster, network, parameters, log
+        // group), and the service waits for it.
+        if let Some(r) = stack.resources.get(&t.service) {
+            after.extend(r.dependencies().into_iter().filter(|d| d != "migrations"));
+        }
+        before.push(t.service.clone());
+    }
+    if let Some(UrlSource::Ssm(name)) = &decl.url {
         // The URL parameter may be written by this same apply.
         for r in stack
             .resources
@@ -573,12 +727,13 @@ pub fn hooks<'a>(
             }
         }
     }
-    let before: Vec<String> = stack
-        .resources
-        .values()
-        .filter(|r| r.depends_on.iter().any(|d| d == "migrations"))
-        .map(|r| r.address.clone())
-        .collect();
+    before.extend(
+        stack
+            .resources
+            .values()
+            .filter(|r| r.depends_on.iter().any(|d| d == "migrations"))
+            .map(|r| r.address.clone()),
+    );
     let step = std::sync::Arc::new(Step {
         stack,
         decl,
@@ -595,9 +750,9 @@ pub fn hooks<'a>(
         address: "migrations".into(),
         after,
         before,
-        run: Box::new(move |sink| {
+        run: Box::new(move |hcx| {
             let step = step.clone();
-            Box::pin(async move { step.with_events(&*sink).run().await })
+            Box::pin(async move { step.with_events(&*hcx.events).run(&hcx.known).await })
         }),
     }]
 }

@@ -355,7 +355,9 @@ pub async fn plan(
                         let sensitive = matches!(want, Desired::Secret(_));
                         change.attributes.push(AttrChange {
                             name: a.name.to_owned(),
-                            before: if sensitive { None } else { have.cloned() },
+                            // The same canonical form as `after`, so a diff shows what
+                            // changed, not the order AWS happens to return.
+                            before: if sensitive { None } else { have.map(canon) },
                             after,
                             changed,
                             forces_replacement: false,

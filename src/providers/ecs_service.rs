@@ -27,10 +27,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition,
+    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, ContainerOverride,
     DeploymentCircuitBreaker, DeploymentConfiguration, HealthCheck, KeyValuePair, LaunchType,
     LoadBalancer, LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode, PortMapping,
-    Secret, Service, ServiceField, Tag, TaskDefinition, TaskDefinitionStatus, TransportProtocol,
+    Secret, Service, ServiceField, Tag, TaskDefinition, TaskDefinitionStatus, TaskOverride,
+    TransportProtocol,
 };
 use serde_json::{Map, Value, json};
 
@@ -397,7 +398,31 @@ impl Provider for EcsService {
         if let (Some(prior), Some(want), true) = (prior, task, changed.iter().any(|c| c == "task"))
             && let Some(have) = prior.get("task")
         {
-            let fields = revision_fields(&canonical_task(have), &canonical_task(want));
+            let mut fields = revision_fields(&canonical_task(have), &canonical_task(want));
+            // "auto" read back as a role ARN means the role's policy drifted: apply rewrites
+            // the policy and the task itself, and so its revision, stays as it is.
+            let auto_name = auto_role_name(
+                prior
+                    .get("cluster")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                prior
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            );
+            let auto_drift = want.get("execution_role").and_then(Value::as_str) == Some("auto")
+                && have
+                    .get("execution_role")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| r.starts_with(&format!("auto (role {auto_name}:")));
+            if auto_drift {
+                fields.retain(|f| f != "execution_role");
+                notes.notes.push(
+                    "the auto execution role no longer grants exactly what the task needs: apply rewrites its policy"
+                        .to_owned(),
+                );
+            }
             if !fields.is_empty() {
                 let rev = prior.get("revision").and_then(Value::as_i64);
                 notes.notes.push(format!(
@@ -1270,16 +1295,20 @@ fn region_of(aws: &Aws) -> String {
         .unwrap_or_else(|| "us-east-1".into())
 }
 
-/// The policy the auto role must hold for `task` (the stack's shape, values resolved).
+/// The policy the auto role must hold for `task` (the stack's shape, values resolved);
+/// `None` when the task needs nothing (a public image, no secrets, no logs): IAM refuses a
+/// policy without statements, and the role then only lets ECS assume it.
 async fn expected_auto_policy(
     aws: &Aws,
     task: &Value,
     region: &str,
     account: &str,
-) -> Result<Value> {
+) -> Result<Option<Value>> {
     let needs = needs_of(task, region, account);
     let keys = kms_keys(aws, &needs, region, account).await?;
-    Ok(auto_policy(&needs, &keys, region, account))
+    let policy = auto_policy(&needs, &keys, region, account);
+    let empty = policy["Statement"].as_array().is_none_or(Vec::is_empty);
+    Ok((!empty).then_some(policy))
 }
 
 // ---------------------------------------------------------------------------
@@ -1308,7 +1337,7 @@ pub(crate) async fn register_task(cx: &Cx<'_>, input: &Resolved) -> Result<Strin
                 name: &name,
                 services: &["ecs-tasks.amazonaws.com".to_owned()],
                 managed_policy_arns: &[],
-                inline_policy: Some(policy),
+                inline_policy: policy,
                 tags: &BTreeMap::from([(ADDRESS_TAG.to_owned(), cx.address.to_owned())]),
             },
         )
@@ -1557,7 +1586,7 @@ async fn task_value(cx: &Cx<'_>, service: &Service, td: &TaskDefinition) -> Resu
         let (region, account) = arn_region_account(service.service_arn().unwrap_or_default());
         let want = expected_auto_policy(cx.aws, &t, &region, &account).await?;
         let have = read_role(cx, &auto).await?.and_then(|r| r.inline_policy);
-        t["execution_role"] = if have.as_ref().map(canonical_policy) == Some(want) {
+        t["execution_role"] = if have.as_ref().map(canonical_policy) == want {
             json!("auto")
         } else {
             json!(format!(
@@ -1985,6 +2014,141 @@ pub(crate) async fn deploy_revision(cx: &Cx<'_>, id: &str, task_definition: &str
         .map_err(aws_err)?;
     let deployment = out.service().and_then(primary_deployment);
     wait_steady(cx, id, deployment.as_deref(), task_definition).await
+}
+
+/// How a one-off task ended.
+pub(crate) struct TaskRun {
+    pub task_arn: String,
+    pub task_definition: String,
+    pub container: String,
+    /// `None` when the container never ran (image pull, resources); `reason` says why.
+    pub exit_code: Option<i32>,
+    pub reason: String,
+}
+
+/// Runs the service's task once with `command` in place of `container`'s (default: the
+/// load balancer's container, else the first), on the service's cluster and network, and
+/// waits until it stops. Registers the revision first, or reuses the family's latest when
+/// it is already this task, so the service update that follows deploys that same revision.
+pub(crate) async fn run_once(
+    cx: &Cx<'_>,
+    input: &Resolved,
+    container: Option<&str>,
+    command: &[String],
+) -> Result<TaskRun> {
+    let cluster = input
+        .str("cluster")
+        .ok_or_else(|| AwsError::local("ecs_service: cluster is required"))?
+        .to_owned();
+    let task_definition = register_task(cx, input).await?;
+    let task = input.attrs.get("task").cloned().unwrap_or_default();
+    let container = match container {
+        Some(c) => c.to_owned(),
+        None => input
+            .attrs
+            .get("load_balancer")
+            .and_then(|lb| lb.get("container"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| {
+                containers(&task)
+                    .first()
+                    .and_then(|c| c.get("name"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .ok_or_else(|| AwsError::local("the service's task has no container"))?,
+    };
+    let overrides = TaskOverride::builder()
+        .container_overrides(
+            ContainerOverride::builder()
+                .name(&container)
+                .set_command(Some(command.to_vec()))
+                .build(),
+        )
+        .build();
+    let out = ecs(cx.aws)
+        .run_task()
+        .cluster(&cluster)
+        .task_definition(&task_definition)
+        .launch_type(LaunchType::Fargate)
+        .platform_version(input.str("platform_version").unwrap_or("LATEST"))
+        .network_configuration(network(input)?)
+        .overrides(overrides)
+        .count(1)
+        .started_by("stackwright-migrations")
+        .send()
+        .await
+        .map_err(aws_err)?;
+    let Some(task_arn) = out
+        .tasks()
+        .first()
+        .and_then(|t| t.task_arn())
+        .map(str::to_owned)
+    else {
+        let why = out
+            .failures()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} ({})",
+                    f.reason().unwrap_or("unknown"),
+                    f.detail().unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(AwsError::local(format!(
+            "RunTask of {} started no task: {why}",
+            short_name(&task_definition)
+        )));
+    };
+    cx.note(format!(
+        "started task {} of {} (container {container})",
+        short_name(&task_arn),
+        short_name(&task_definition)
+    ));
+    let stopped = std::sync::Mutex::new(None);
+    super::wait_for(cx, &format!("task {}", short_name(&task_arn)), || async {
+        let out = ecs(cx.aws)
+            .describe_tasks()
+            .cluster(&cluster)
+            .tasks(&task_arn)
+            .send()
+            .await
+            .map_err(aws_err)?;
+        let Some(t) = out.tasks().first() else {
+            return Ok(Some("not found yet".to_owned()));
+        };
+        let status = t.last_status().unwrap_or("PENDING").to_owned();
+        if status != "STOPPED" {
+            return Ok(Some(status));
+        }
+        *stopped.lock().expect("task lock") = Some(t.clone());
+        Ok(None)
+    })
+    .await?;
+    let t = stopped
+        .into_inner()
+        .expect("task lock")
+        .expect("stopped task recorded");
+    let c = t.containers().iter().find(|c| c.name() == Some(&container));
+    let reason = [
+        t.stop_code().map(|c| c.as_str().to_owned()),
+        t.stopped_reason().map(str::to_owned),
+        c.and_then(|c| c.reason()).map(str::to_owned),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(": ");
+    Ok(TaskRun {
+        task_arn,
+        task_definition,
+        exit_code: c.and_then(|c| c.exit_code()),
+        container,
+        reason,
+    })
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use aws_sdk_iam::types::{Role, Tag};
 use serde_json::{Map, Value, json};
 
 use super::schema::Default;
+use super::toolkit::ADDRESS_TAG;
 use super::{
     Attr, AwsError, ChangeNotes, Cx, Live, PlannedChange, Provider, Result, Schema, Ty, aws_err,
 };
@@ -293,8 +294,27 @@ pub(crate) async fn put_role(cx: &Cx<'_>, spec: &RoleSpec<'_>) -> Result<String>
         inline: Some(spec.inline_policy.as_ref().map(canonical_policy)),
         tags: Some(spec.tags.clone()),
     };
-    if get_role(cx, spec.name).await?.is_none() {
-        create_role(cx, &want, true).await?;
+    match get_role(cx, spec.name).await? {
+        None => create_role(cx, &want, true).await?,
+        // Converging someone else's role would rewrite its policies (and destroy would
+        // delete it): only a role carrying the same address tag is ours.
+        Some(role) => {
+            let tag = |r: &Role| {
+                r.tags()
+                    .iter()
+                    .find(|t| t.key() == ADDRESS_TAG)
+                    .map(|t| t.value().to_owned())
+            };
+            let want_tag = spec.tags.get(ADDRESS_TAG).cloned();
+            if want_tag.is_some() && tag(&role) != want_tag {
+                return Err(AwsError::local(format!(
+                    "IAM role {} already exists and is not Stackwright's for {} (its {ADDRESS_TAG} tag is {}); delete or rename that role, or name it as the task's execution_role",
+                    spec.name,
+                    cx.address,
+                    tag(&role).map_or("absent".to_owned(), |t| format!("`{t}`")),
+                )));
+            }
+        }
     }
     Ok(converge(cx, &want).await?.arn)
 }

@@ -64,7 +64,7 @@ fn attr_span(stack: &Stack, address: &str, attr: &str) -> Range<usize> {
 /// What can be checked of a value at load: a literal as it is; a list or table (rule
 /// blocks) with each reference inside as `null`, so that its shape (which keys are set) is
 /// checked now and the referenced values at plan. A value that is one reference: nothing.
-fn shape(e: &Expr) -> Option<serde_json::Value> {
+pub(super) fn shape(e: &Expr) -> Option<serde_json::Value> {
     fn inner(e: &Expr) -> serde_json::Value {
         match e {
             Expr::Lit(v) => v.clone(),

@@ -128,16 +128,33 @@ pub enum UrlSource {
 
 #[derive(Debug, Clone)]
 pub struct MigrationsDecl {
+    /// The migrations folder (SQL files, or the tool's folder whose digest triggers a run);
+    /// empty in task mode, where the migrations ship inside the image.
     pub dir: PathBuf,
     /// The `rds_instance` address the migrations run against (the snapshot target).
     pub database: String,
-    pub url: UrlSource,
+    /// Where Stackwright reads the database URL; `None` only in task mode, where the
+    /// container reads its own from its secrets.
+    pub url: Option<UrlSource>,
     /// `None` when snapshots are off; the reason is recorded.
     pub snapshot: SnapshotPolicy,
     pub verify: Vec<String>,
     pub command: Option<Vec<String>>,
     pub url_env: String,
+    /// Task mode: run the command as a one-off ECS task of this service's new revision.
+    pub task: Option<TaskMigration>,
     pub span: Range<usize>,
+}
+
+/// `[migrations] task = { service, command, container }`: a one-off Fargate task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskMigration {
+    /// The `ecs_service` address whose (new) task definition and network the task uses.
+    pub service: String,
+    pub command: Vec<String>,
+    /// The container whose command is overridden; by default the load balancer's
+    /// container, else the first one.
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -491,6 +508,6 @@ depends_on = ["s3_bucket.b"]
                 reason: "scratch database".into()
             }
         );
-        assert_eq!(decl.url, UrlSource::Ssm("/x/dev".into()));
+        assert_eq!(decl.url, Some(UrlSource::Ssm("/x/dev".into())));
     }
 }

@@ -13,7 +13,7 @@ use toml::de::{DeTable, DeValue};
 use super::expr::{Expr, Part, RawPart, Ref, split_template};
 use super::{
     ImportDecl, LoadOptions, MigrationsDecl, OutputDecl, Resource, S3BackendDecl, SnapshotPolicy,
-    Stack, UrlSource,
+    Stack, TaskMigration, UrlSource,
 };
 use crate::error::{Diagnostic, Location, suggest};
 use crate::providers::{Attr, Schema, SecretMode, Ty, registry};
@@ -1576,7 +1576,7 @@ fn migrations_decl(
 ) -> Result<MigrationsDecl, Diagnostic> {
     let t = as_table(cx, v, "migrations")?;
     const KEYS: &[&str] = &[
-        "dir", "database", "url", "snapshot", "reason", "verify", "command", "url_env",
+        "dir", "database", "url", "snapshot", "reason", "verify", "command", "url_env", "task",
     ];
     let mut dir = None;
     let mut database = None;
@@ -1587,8 +1587,12 @@ fn migrations_decl(
     let mut verify = Vec::new();
     let mut command = None;
     let mut url_env = "DATABASE_URL".to_owned();
+    let mut task = None;
+    let mut spans: BTreeMap<&str, Range<usize>> = BTreeMap::new();
     for (k, kspan, val) in entries(t) {
+        spans.insert(k, kspan.clone());
         match k {
+            "task" => task = Some(task_migration(cx, val, stack)?),
             "dir" => {
                 // Relative to the stack file's directory, like every path in the file.
                 let d = relative_to_stack(cx.path, as_str(cx, val, k)?);
@@ -1697,24 +1701,166 @@ fn migrations_decl(
         ("off", _) => return Err(cx.err(snapshot_span, "snapshot = \"off\" needs a `reason`").hint("add reason = \"why no snapshot is needed\"; it is recorded in the migration history")),
         _ => SnapshotPolicy::Before,
     };
+    if task.is_some() {
+        // The task's container brings the migrations (in its image) and the database URL
+        // (in its secrets): a folder or a local command would be a second, silent source.
+        for (k, why) in [
+            (
+                "dir",
+                "the migrations ship in the image; they run whenever the service's task changes",
+            ),
+            (
+                "command",
+                "the task runs `task.command`; a local command as well would run the migrations twice",
+            ),
+        ] {
+            if let Some(sp) = spans.get(k) {
+                return Err(cx
+                    .err(sp.clone(), format!("`{k}` cannot be used with `task`"))
+                    .hint(format!("remove `{k}`: {why}")));
+            }
+        }
+        if !verify.is_empty() && url.is_none() {
+            return Err(cx
+                .err(
+                    spans["verify"].clone(),
+                    "`verify` needs a `url` to run its queries",
+                )
+                .hint("add url = { ssm = \"/app/${env}/DATABASE_URL\" }, or remove verify"));
+        }
+    }
+    let dir = match (dir, &task) {
+        (Some(d), _) => d,
+        (None, Some(_)) => PathBuf::new(),
+        (None, None) => {
+            return Err(cx
+                .err(tspan.clone(), "[migrations] has no `dir`")
+                .hint("add dir = \"migrations\", or task = { service = \"ecs_service.NAME\", command = [...] } to run them in the app's container"));
+        }
+    };
+    if task.is_none() && url.is_none() {
+        return Err(cx
+            .err(tspan.clone(), "[migrations] has no `url`")
+            .hint("add url = { ssm = \"/app/${env}/DATABASE_URL\" }"));
+    }
     Ok(MigrationsDecl {
-        dir: dir.ok_or_else(|| {
-            cx.err(tspan.clone(), "[migrations] has no `dir`")
-                .hint("add dir = \"migrations\"")
-        })?,
+        dir,
         database: database.ok_or_else(|| {
             cx.err(tspan.clone(), "[migrations] has no `database`")
                 .hint("add database = \"rds_instance.NAME\"")
         })?,
-        url: url.ok_or_else(|| {
-            cx.err(tspan.clone(), "[migrations] has no `url`")
-                .hint("add url = { ssm = \"/app/${env}/DATABASE_URL\" }")
-        })?,
+        url,
         snapshot,
         verify,
         command,
         url_env,
+        task,
         span: tspan,
+    })
+}
+
+/// `task = { service = "ecs_service.api", command = [...], container = "web" }`.
+fn task_migration(
+    cx: &Cx<'_>,
+    v: &Spanned<DeValue<'_>>,
+    stack: &Stack,
+) -> Result<TaskMigration, Diagnostic> {
+    let t = as_table(cx, v, "migrations.task")?;
+    let mut service = None;
+    let mut command = None;
+    let mut container = None;
+    for (k, kspan, val) in entries(t) {
+        match k {
+            "service" => {
+                let d = as_str(cx, val, k)?;
+                let d = d.trim_start_matches("${").trim_end_matches('}');
+                match stack.resources.get(d) {
+                    Some(r) if r.kind == "ecs_service" => service = Some((d.to_owned(), r)),
+                    Some(r) => {
+                        return Err(cx.err(
+                            val.span(),
+                            format!(
+                                "`task.service` must name an ecs_service, but `{d}` is a {}",
+                                r.kind
+                            ),
+                        ));
+                    }
+                    None => {
+                        let declared: Vec<&str> = stack
+                            .resources
+                            .values()
+                            .filter(|r| r.kind == "ecs_service")
+                            .map(|r| r.address.as_str())
+                            .collect();
+                        return Err(cx
+                            .err(
+                                val.span(),
+                                format!("`task.service` names `{d}`, which is not declared"),
+                            )
+                            .hint(if declared.is_empty() {
+                                "declare an [ecs_service.NAME] and name it here".to_owned()
+                            } else {
+                                format!("declared services: {}", declared.join(", "))
+                            }));
+                    }
+                }
+            }
+            "command" => {
+                let c: Vec<String> = str_list(cx, val, k)?.into_iter().map(|(s, _)| s).collect();
+                if c.is_empty() {
+                    return Err(cx
+                        .err(val.span(), "`task.command` is empty")
+                        .hint("e.g. command = [\"alembic\", \"upgrade\", \"head\"]"));
+                }
+                command = Some(c);
+            }
+            "container" => container = Some((as_str(cx, val, k)?.to_owned(), val.span())),
+            _ => {
+                return Err(unknown_key(
+                    cx,
+                    k,
+                    kspan,
+                    "[migrations] task",
+                    &["service", "command", "container"],
+                ));
+            }
+        }
+    }
+    let Some((service, r)) = service else {
+        return Err(cx
+            .err(v.span(), "`task` has no `service`")
+            .hint("add service = \"ecs_service.NAME\""));
+    };
+    let command = command.ok_or_else(|| {
+        cx.err(v.span(), "`task` has no `command`")
+            .hint("e.g. command = [\"alembic\", \"upgrade\", \"head\"]")
+    })?;
+    // The container must be one the task declares (when the file names them literally).
+    let names: Vec<String> = r
+        .attrs
+        .get("task")
+        .and_then(super::checks::shape)
+        .and_then(|t| t.get("container").cloned())
+        .and_then(|c| c.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    if let Some((c, sp)) = &container
+        && !names.is_empty()
+        && !names.contains(c)
+    {
+        return Err(cx
+            .err(
+                sp.clone(),
+                format!("`task.container` names `{c}`, which {service}'s task does not declare"),
+            )
+            .hint(format!("its containers: {}", names.join(", "))));
+    }
+    Ok(TaskMigration {
+        service,
+        command,
+        container: container.map(|(c, _)| c),
     })
 }
 

@@ -242,6 +242,40 @@ async fn the_demo_stack_applies_replans_to_no_changes_and_reads_back() {
             .contains('0')
     );
 
+    // The next release: a new image tag is a new revision, deployed, then no changes.
+    let release = ["--var", "image_tag=1.1.0"];
+    cmd("plan", &release)
+        .assert_success()
+        .assert_stdout_contains("# ecs_service.api will be updated in place")
+        .assert_stdout_contains(":1.1.0");
+    cmd("apply", &[&["--auto-approve"][..], &release].concat())
+        .assert_success()
+        .assert_stdout_contains("Resources: 0 added, 1 changed");
+    cmd("plan", &[&["--detailed-exitcode"][..], &release].concat())
+        .assert_success()
+        .assert_stdout_contains("No changes.");
+    let svc = ecs
+        .describe_services()
+        .cluster("webapp-dev")
+        .services("api")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .clone();
+    let td = ecs
+        .describe_task_definition()
+        .task_definition(svc.task_definition().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let image = td.task_definition().unwrap().container_definitions()[0]
+        .image()
+        .unwrap()
+        .to_owned();
+    assert!(image.ends_with(":1.1.0"), "{image}");
+    assert_eq!(td.task_definition().unwrap().revision(), 2);
+
     env.run_with(["audit", "stacks/webapp.toml", "--env", "dev"], secrets)
         .assert_success()
         .assert_stdout_contains("The history verifies");

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use crate::common::TestEnv;
 use crate::common::proxy::Fault;
 
+mod migration_task;
+
 const SECRET: &str = "ecs-canary-secret-4b1f";
 
 /// The app of the seeds: a FastAPI container on 8000 behind the blue target group, its
@@ -485,7 +487,8 @@ async fn outside_edits_show_as_drift_and_apply_restores_them() {
     assert!(out.contains("desired_count"), "{p}");
     assert!(out.contains("WORKERS") && out.contains("\"8\""), "{p}");
     assert!(
-        out.contains("execution_role"),
+        out.contains("execution_role")
+            && out.contains("the auto execution role no longer grants exactly what the task needs: apply rewrites its policy"),
         "the widened role is drift:\n{p}"
     );
     assert!(out.contains("0 to add, 1 to change"), "{p}");
@@ -763,4 +766,34 @@ async fn rollback_redeploys_the_previous_revision_and_the_next_plan_shows_the_fi
             .contains("rollback from shop-api:2 to shop-api:1"),
         "{last}"
     );
+}
+
+#[tokio::test]
+async fn an_existing_role_of_the_auto_name_is_not_taken_over() {
+    let env = TestEnv::new();
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    iam(&env)
+        .await
+        .create_role()
+        .role_name("shop-api-exec")
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .unwrap();
+    env.write("shop.toml", stack("", ""));
+    let run = apply(&env, "shop.toml", &[]);
+    run.assert_code(1).assert_stderr_contains(
+        "IAM role shop-api-exec already exists and is not Stackwright's for ecs_service.api (its stackwright:address tag is absent)",
+    );
+    assert!(service(&env).await.is_none(), "no service without its role");
+    // The role is left as it was: no policy written into it.
+    let inline = iam(&env)
+        .await
+        .list_role_policies()
+        .role_name("shop-api-exec")
+        .send()
+        .await
+        .unwrap();
+    assert!(inline.policy_names().is_empty(), "{inline:?}");
 }

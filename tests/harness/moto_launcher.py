@@ -1267,6 +1267,46 @@ def ecs_run_task_stops_with_an_exit_code() -> None:
     EC2ContainerServiceBackend.describe_tasks = describe_tasks
 
 
+def _ecs_container_strings(tasks) -> None:  # type: ignore[no-untyped-def]
+    for t in tasks:
+        for c in t.containers:
+            for attr in ("cpu", "memory"):
+                v = getattr(c, attr, None)
+                if v is not None and not isinstance(v, str):
+                    setattr(c, attr, str(v))
+
+
+@patch
+def ecs_task_container_cpu_is_a_string() -> None:
+    """Task containers report ``cpu`` (and ``memory``) as numbers.
+
+    moto 5.2.1 copies each container's ``cpu`` from the task definition (where
+    it is an integer, 0 by default) into the tasks RunTask and DescribeTasks
+    return; the ECS API's ``Container.cpu`` and ``Container.memory`` are
+    strings, and the AWS SDKs refuse the reply ("expected string") where
+    boto3 lets it through.
+
+    Fix: the tasks RunTask and DescribeTasks return carry both as strings.
+    """
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    describe = EC2ContainerServiceBackend.describe_tasks
+    run = EC2ContainerServiceBackend.run_task
+
+    def run_task(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        tasks = run(self, *args, **kwargs)
+        _ecs_container_strings(tasks)
+        return tasks
+
+    def describe_tasks(self, cluster_str, tasks):  # type: ignore[no-untyped-def]
+        found = describe(self, cluster_str, tasks)
+        _ecs_container_strings(found)
+        return found
+
+    EC2ContainerServiceBackend.run_task = run_task
+    EC2ContainerServiceBackend.describe_tasks = describe_tasks
+
+
 def _ecs(endpoint: str, op: str, body: dict) -> dict:  # type: ignore[type-arg]
     import json as _json
 
@@ -1313,6 +1353,8 @@ def check_ecs_patches(endpoint: str) -> None:
     for _ in range(2):
         t = _ecs(endpoint, "DescribeTasks", {"cluster": "selftest", "tasks": [task["taskArn"]]})["tasks"][0]
     assert t["lastStatus"] == "STOPPED" and t["containers"][0]["exitCode"] == 0, t
+    assert isinstance(task["containers"][0]["cpu"], str), task
+    assert isinstance(t["containers"][0]["cpu"], str), t
 
 
 # ---------------------------------------------------------------------------
