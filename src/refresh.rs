@@ -37,24 +37,75 @@ pub async fn read_all(
     concurrency: usize,
     wait_timeout: Duration,
 ) -> Result<BTreeMap<String, Option<Live>>, Diagnostic> {
-    let futs = to_read.iter().map(|t| async move {
-        let p = reg.provider(&t.kind).ok_or_else(|| {
+    // Batches per kind, in the order given: one call reads a whole batch where the kind has
+    // a batch read (SSM GetParameters), else a batch is one resource.
+    let mut by_kind: BTreeMap<&str, Vec<&ToRead>> = BTreeMap::new();
+    for t in to_read {
+        by_kind.entry(t.kind.as_str()).or_default().push(t);
+    }
+    let mut batches: Vec<Vec<&ToRead>> = Vec::new();
+    for (kind, items) in by_kind {
+        let p = reg.provider(kind).ok_or_else(|| {
             Diagnostic::new(format!(
-                "state has a resource of kind `{}`, which this Stackwright does not know",
-                t.kind
+                "state has a resource of kind `{kind}`, which this Stackwright does not know"
             ))
-            .for_address(t.address.clone())
+            .for_address(items[0].address.clone())
         })?;
-        let cx = Cx {
-            wanted: wanted.get(&t.address),
-            ..Cx::new(aws, &t.address, &NoEvents, wait_timeout)
-        };
+        let (together, alone): (Vec<&ToRead>, Vec<&ToRead>) = items
+            .into_iter()
+            .partition(|t| p.batchable(wanted.get(&t.address)));
+        batches.extend(together.chunks(p.batch_size().max(1)).map(<[_]>::to_vec));
+        batches.extend(alone.into_iter().map(|t| vec![t]));
+    }
+    let ceiling = crate::providers::service_concurrency();
+    let services: BTreeMap<&str, tokio::sync::Semaphore> = batches
+        .iter()
+        .filter_map(|b| reg.provider(&b[0].kind))
+        .map(|p| (p.service(), tokio::sync::Semaphore::new(ceiling)))
+        .collect();
+    let services = &services;
+    let futs = batches.into_iter().map(|batch| async move {
+        let first = batch[0];
+        let p = reg.provider(&first.kind).expect("kind checked above");
+        let _permit = services[p.service()]
+            .acquire()
+            .await
+            .expect("semaphore never closed");
         let started = std::time::Instant::now();
-        let live = p.read(&cx, &t.id).await.map_err(|e| {
-            Diagnostic::new(format!("refresh failed: {e}")).for_address(t.address.clone())
+        let lives = if batch.len() == 1 {
+            let cx = Cx {
+                wanted: wanted.get(&first.address),
+                ..Cx::new(aws, &first.address, &NoEvents, wait_timeout)
+            };
+            p.read(&cx, &first.id).await.map(|l| vec![l])
+        } else {
+            let cx = Cx::new(aws, &first.address, &NoEvents, wait_timeout);
+            let items: Vec<(&str, Option<&BTreeSet<String>>)> = batch
+                .iter()
+                .map(|t| (t.id.as_str(), wanted.get(&t.address)))
+                .collect();
+            p.read_many(&cx, &items).await
+        };
+        let lives = lives.map_err(|e| {
+            let addrs: Vec<&str> = batch.iter().map(|t| t.address.as_str()).collect();
+            Diagnostic::new(format!("refresh failed: {e}")).for_address(addrs.join(", "))
         })?;
-        tracing::debug!(address = %t.address, id = %t.id, exists = live.is_some(), ms = started.elapsed().as_millis() as u64, "refreshed");
-        Ok::<_, Diagnostic>((t.address.clone(), live))
+        if lives.len() != batch.len() {
+            return Err(Diagnostic::new(format!(
+                "refresh of {} answered {} reads for {} resources",
+                first.kind,
+                lives.len(),
+                batch.len()
+            )));
+        }
+        tracing::debug!(kind = %first.kind, resources = batch.len(), ms = started.elapsed().as_millis() as u64, "refreshed");
+        Ok::<_, Diagnostic>(
+            batch
+                .iter()
+                .map(|t| t.address.clone())
+                .zip(lives)
+                .collect::<Vec<_>>(),
+        )
     });
     let started = std::time::Instant::now();
     let results: Vec<_> = futures::stream::iter(futs)
@@ -62,12 +113,16 @@ pub async fn read_all(
         .collect()
         .await;
     tracing::info!(
-        resources = results.len(),
+        batches = results.len(),
         concurrency,
         ms = started.elapsed().as_millis() as u64,
         "refresh done"
     );
-    results.into_iter().collect()
+    let mut out = BTreeMap::new();
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
 }
 
 /// The attributes a refresh of `address` must report: outputs, required and defaulted

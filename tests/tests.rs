@@ -26,6 +26,7 @@ mod outputs;
 mod properties;
 mod rds_e2e;
 mod rds_provider;
+mod refresh_batching;
 mod s3_backend;
 mod s3_ssm_provider;
 mod safety;

@@ -62,7 +62,7 @@ impl Aws {
     /// connection fails in well under a second; a 20 % fault rate still gets through).
     pub async fn caller(&self) -> Result<Caller, AwsError> {
         let mut conf = aws_sdk_sts::config::Builder::from(&self.config);
-        conf.set_retry_partition(Some(self.retry_partition()));
+        conf.set_retry_partition(Some(self.retry_partition_for("aws_sdk_sts-identity")));
         conf.set_retry_config(Some(
             aws_config::retry::RetryConfig::standard()
                 .with_max_attempts(5)

@@ -276,6 +276,52 @@ impl Provider for CloudwatchAlarm {
         Ok(Some(live_of(&alarm, tags.as_ref())))
     }
 
+    /// DescribeAlarms takes up to 100 names; tags still take a call per alarm, so an alarm
+    /// whose tags are managed is read alone.
+    fn batch_size(&self) -> usize {
+        100
+    }
+
+    fn batchable(&self, wanted: Option<&std::collections::BTreeSet<String>>) -> bool {
+        wanted.is_some_and(|w| !w.contains("tags"))
+    }
+
+    async fn read_many(
+        &self,
+        cx: &Cx<'_>,
+        items: &[(&str, Option<&std::collections::BTreeSet<String>>)],
+    ) -> Result<Vec<Option<Live>>> {
+        let mut found: BTreeMap<String, MetricAlarm> = BTreeMap::new();
+        let mut pages = cw(cx.aws)
+            .describe_alarms()
+            .set_alarm_names(Some(items.iter().map(|(n, _)| (*n).to_owned()).collect()))
+            .max_records(100)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.try_next().await.map_err(aws_err)? {
+            for a in page.metric_alarms() {
+                if let Some(n) = a.alarm_name() {
+                    found.insert(n.to_owned(), a.clone());
+                }
+            }
+        }
+        futures::future::try_join_all(items.iter().map(|(name, wanted)| {
+            let alarm = found.get(*name);
+            async move {
+                let Some(alarm) = alarm else {
+                    return Ok(None);
+                };
+                let wants_tags = wanted.is_none_or(|w| w.contains("tags"));
+                let tags = match (wants_tags, alarm.alarm_arn()) {
+                    (true, Some(arn)) => Some(list_tags(cx.aws, arn).await?),
+                    _ => None,
+                };
+                Ok(Some(live_of(alarm, tags.as_ref())))
+            }
+        }))
+        .await
+    }
+
     async fn create(&self, cx: &Cx<'_>, input: &Resolved) -> Result<Live> {
         let name = input
             .str("name")

@@ -58,6 +58,10 @@ impl Provider for CloudwatchLogGroup {
     fn kind(&self) -> &'static str {
         "cloudwatch_log_group"
     }
+
+    fn service(&self) -> &'static str {
+        "logs"
+    }
     fn schema(&self) -> &'static Schema {
         &SCHEMA
     }

@@ -53,7 +53,6 @@ pub type Result<T, E = AwsError> = std::result::Result<T, E>;
 pub struct Aws {
     pub config: SdkConfig,
     clients: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
-    retry_partition: RetryPartition,
     /// Who the credentials are, once [`Aws::caller`] asked (the history records the ARN).
     pub identity: OnceLock<caller::Caller>,
 }
@@ -63,20 +62,35 @@ pub struct Aws {
 /// 25 times; ten attempts with backoff capped at 20 s ride out minutes of throttling.
 pub const MAX_ATTEMPTS: u32 = 10;
 
+/// At most this many refresh reads of one AWS service at a time, whatever `--concurrency`
+/// allows in all (`STACKWRIGHT_SERVICE_CONCURRENCY` overrides it): a large `--concurrency`
+/// spreads over services instead of piling onto the one with the most resources, where
+/// real AWS throttles first (SSM's default GetParameters rate is tens a second).
+pub const SERVICE_CONCURRENCY: usize = 16;
+
+/// [`SERVICE_CONCURRENCY`], or `STACKWRIGHT_SERVICE_CONCURRENCY` when set to a number ≥ 1.
+pub fn service_concurrency() -> usize {
+    std::env::var("STACKWRIGHT_SERVICE_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n: &usize| *n >= 1)
+        .unwrap_or(SERVICE_CONCURRENCY)
+}
+
 /// An SDK client that [`Aws::client`] can build. Each provider file implements it for the
 /// client of its service (one line with [`sdk_client!`]), so a new service needs no edit here.
 pub trait SdkClient: Clone + Send + Sync + 'static {
     fn build(aws: &Aws) -> Self;
 }
 
-/// Implements [`SdkClient`] for `$krate::Client` with the shared retry partition.
+/// Implements [`SdkClient`] for `$krate::Client` with its service's retry partition.
 #[macro_export]
 macro_rules! sdk_client {
     ($krate:ident) => {
         impl $crate::providers::SdkClient for $krate::Client {
             fn build(aws: &$crate::providers::Aws) -> Self {
                 let mut conf = $krate::config::Builder::from(&aws.config);
-                conf.set_retry_partition(Some(aws.retry_partition()));
+                conf.set_retry_partition(Some(aws.retry_partition_for(stringify!($krate))));
                 Self::from_conf(conf.build())
             }
         }
@@ -93,14 +107,15 @@ impl SdkClient for aws_sdk_s3::Client {
         // A custom endpoint (moto, LocalStack, MinIO) rarely serves virtual-hosted buckets.
         let path_style = aws.config.endpoint_url().is_some();
         let mut conf = aws_sdk_s3::config::Builder::from(&aws.config).force_path_style(path_style);
-        conf.set_retry_partition(Some(aws.retry_partition()));
+        conf.set_retry_partition(Some(aws.retry_partition_for("aws_sdk_s3")));
         aws_sdk_s3::Client::from_conf(conf.build())
     }
 }
 
 impl Aws {
     /// Loads the standard chain: AWS_PROFILE, AWS_REGION, credentials, AWS_ENDPOINT_URL,
-    /// with the SDK's standard retry mode (exponential backoff with full jitter) and
+    /// with the SDK's adaptive retry mode (exponential backoff with full jitter, plus a
+    /// client-side rate limiter that slows a service's calls down while it throttles) and
     /// [`MAX_ATTEMPTS`]. `region` and `profile` are the stack's, used when the
     /// environment sets none (AWS_REGION, AWS_PROFILE win).
     pub async fn load(region: Option<&str>, profile: Option<&str>) -> Self {
@@ -112,7 +127,7 @@ impl Aws {
         let attempts_set = std::env::var_os("AWS_MAX_ATTEMPTS").is_some();
         if !attempts_set {
             loader = loader.retry_config(
-                aws_config::retry::RetryConfig::standard()
+                aws_config::retry::RetryConfig::adaptive()
                     .with_max_attempts(MAX_ATTEMPTS)
                     .with_max_backoff(Duration::from_secs(20)),
             );
@@ -151,18 +166,20 @@ impl Aws {
         Aws {
             config,
             clients: Mutex::new(HashMap::new()),
-            // No retry quota: the SDK's default token bucket (500 tokens, 5 a retry) stops
-            // retrying after ~100 faults per process, which a 2,000-resource apply meets in
-            // one bad minute; a provisioning run would rather wait than fail half-done.
-            retry_partition: RetryPartition::custom("stackwright")
-                .token_bucket(TokenBucket::unlimited())
-                .build(),
             identity: OnceLock::new(),
         }
     }
 
-    pub fn retry_partition(&self) -> RetryPartition {
-        self.retry_partition.clone()
+    /// The retry partition of one service's client. Its own: the adaptive rate limiter it
+    /// holds slows down only the service that throttles (SSM at its GetParameters rate
+    /// leaves EC2 and S3 at full speed). No retry quota: the SDK's default token bucket
+    /// (500 tokens, 5 a retry) stops retrying after ~100 faults per process, which a
+    /// 2,000-resource apply meets in one bad minute; a provisioning run would rather wait
+    /// than fail half-done.
+    pub fn retry_partition_for(&self, service: &'static str) -> RetryPartition {
+        RetryPartition::custom(format!("stackwright-{service}"))
+            .token_bucket(TokenBucket::unlimited())
+            .build()
     }
 
     /// The client of type `C`, built on first use and shared (SDK clients are cheap clones).
@@ -345,6 +362,45 @@ pub trait Provider: Send + Sync {
 
     /// Reads the managed attributes; `None` when it does not exist.
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>>;
+
+    /// The AWS service this kind calls, for refresh's per-service concurrency ceiling
+    /// ([`SERVICE_CONCURRENCY`]). Default: the kind's first word (`ssm_parameter` → `ssm`).
+    fn service(&self) -> &'static str {
+        let kind = self.kind();
+        kind.split('_').next().unwrap_or(kind)
+    }
+
+    /// How many resources of this kind one refresh call can read (SSM GetParameters takes
+    /// 10 names); refresh hands [`Provider::read_many`] batches of up to this size.
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    /// Whether a read of these attributes can go into a batch: a read that needs calls of
+    /// its own per resource (tags, say) is read alone, so that it counts against the
+    /// service's concurrency ceiling like any other call.
+    fn batchable(&self, _wanted: Option<&std::collections::BTreeSet<String>>) -> bool {
+        true
+    }
+
+    /// Reads several resources of this kind, answering in the order of `items` (each with
+    /// its id and the attributes its read must report, as [`Cx::wanted`]). The default reads
+    /// one by one; a kind with a batch read in AWS overrides it.
+    async fn read_many(
+        &self,
+        cx: &Cx<'_>,
+        items: &[(&str, Option<&std::collections::BTreeSet<String>>)],
+    ) -> Result<Vec<Option<Live>>> {
+        let mut out = Vec::with_capacity(items.len());
+        for (id, wanted) in items {
+            let cx = Cx {
+                wanted: *wanted,
+                ..*cx
+            };
+            out.push(self.read(&cx, id).await?);
+        }
+        Ok(out)
+    }
     async fn create(&self, cx: &Cx<'_>, input: &Resolved) -> Result<Live>;
     /// `changed` lists the attributes that differ; local-only ones need no AWS call.
     async fn update(

@@ -108,6 +108,10 @@ impl Provider for SecurityGroup {
     fn kind(&self) -> &'static str {
         "security_group"
     }
+
+    fn service(&self) -> &'static str {
+        "ec2"
+    }
     fn schema(&self) -> &'static Schema {
         &SCHEMA
     }
@@ -182,6 +186,51 @@ impl Provider for SecurityGroup {
 
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>> {
         Ok(describe(cx.aws, id).await?.as_ref().map(live_of))
+    }
+
+    /// DescribeSecurityGroups takes many ids (rules and tags come with each group).
+    fn batch_size(&self) -> usize {
+        100
+    }
+
+    async fn read_many(
+        &self,
+        cx: &Cx<'_>,
+        items: &[(&str, Option<&std::collections::BTreeSet<String>>)],
+    ) -> Result<Vec<Option<Live>>> {
+        let ids: Vec<String> = items.iter().map(|(id, _)| (*id).to_owned()).collect();
+        match cx
+            .aws
+            .ec2()
+            .describe_security_groups()
+            .set_group_ids(Some(ids))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let by_id: BTreeMap<&str, &Ec2Group> = out
+                    .security_groups()
+                    .iter()
+                    .filter_map(|g| Some((g.group_id()?, g)))
+                    .collect();
+                Ok(items
+                    .iter()
+                    .map(|(id, _)| by_id.get(id).map(|g| live_of(g)))
+                    .collect())
+            }
+            Err(e) => {
+                let e = aws_err(e);
+                // One id that no longer exists fails the whole call: read those one by one.
+                if !(e.is("InvalidGroup.NotFound") || e.is("InvalidGroupId.Malformed")) {
+                    return Err(e);
+                }
+                let mut out = Vec::with_capacity(items.len());
+                for (id, _) in items {
+                    out.push(describe(cx.aws, id).await?.as_ref().map(live_of));
+                }
+                Ok(out)
+            }
+        }
     }
 
     async fn create(&self, cx: &Cx<'_>, input: &Resolved) -> Result<Live> {

@@ -4,12 +4,13 @@
 //! memory; the engine strips sensitive values before anything is stored. The value never
 //! reaches an error message: AWS validation errors that echo it are redacted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::{
-    ParameterStringFilter, ParameterTier, ParameterType, ResourceTypeForTagging, Tag,
+    Parameter, ParameterMetadata, ParameterStringFilter, ParameterTier, ParameterType,
+    ResourceTypeForTagging, Tag,
 };
 use serde_json::Value;
 
@@ -115,6 +116,23 @@ impl Provider for SsmParameter {
 
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>> {
         read_parameter(&cx.aws.ssm(), id, &|a| cx.wants(a)).await
+    }
+
+    /// GetParameters takes at most 10 names.
+    fn batch_size(&self) -> usize {
+        10
+    }
+
+    fn batchable(&self, wanted: Option<&BTreeSet<String>>) -> bool {
+        value_only(wanted)
+    }
+
+    async fn read_many(
+        &self,
+        cx: &Cx<'_>,
+        items: &[(&str, Option<&BTreeSet<String>>)],
+    ) -> Result<Vec<Option<Live>>> {
+        read_parameters(&cx.aws.ssm(), items).await
     }
 
     async fn create(&self, cx: &Cx<'_>, input: &Resolved) -> Result<Live> {
@@ -375,13 +393,28 @@ async fn read_parameter(
         }
         Err(e) => return Err(e),
     };
+    Ok(Some(live_of(
+        name,
+        &param,
+        want_meta.then_some(meta.as_ref()),
+        tags,
+    )))
+}
 
+/// What a read reports: `meta` is `Some` when DescribeParameters was asked (its answer,
+/// `None` when it did not list the parameter), `tags` when ListTagsForResource was.
+fn live_of(
+    name: &str,
+    param: &Parameter,
+    meta: Option<Option<&ParameterMetadata>>,
+    tags: Option<Vec<(String, String)>>,
+) -> Live {
     let mut attrs = Attrs::new();
     attrs.insert("name".into(), Value::from(name));
     let ty = param.r#type().map(|t| t.as_str()).unwrap_or("String");
     attrs.insert("type".into(), Value::from(ty));
     attrs.insert("value".into(), Value::from(param.value().unwrap_or("")));
-    if want_meta {
+    if let Some(meta) = meta {
         let tier = meta
             .as_ref()
             .and_then(|m| m.tier())
@@ -402,11 +435,68 @@ async fn read_parameter(
         attrs.insert("arn".into(), Value::from(arn));
     }
     attrs.insert("version".into(), Value::from(param.version()));
-    Ok(Some(Live {
+    Live {
         id: name.to_owned(),
         attrs,
         private: None,
-    }))
+    }
+}
+
+/// Whether a read of these attributes needs only GetParameter(s): no tier, description,
+/// key or tags, which take a call per parameter anyway.
+fn value_only(wanted: Option<&BTreeSet<String>>) -> bool {
+    wanted.is_some_and(|w| {
+        !["tier", "description", "key_id", "tags"]
+            .iter()
+            .any(|a| w.contains(*a))
+    })
+}
+
+/// Up to 10 parameters in one GetParameters call (with decryption); those whose read
+/// needs more are read one by one, concurrently.
+async fn read_parameters(
+    ssm: &Client,
+    items: &[(&str, Option<&BTreeSet<String>>)],
+) -> Result<Vec<Option<Live>>> {
+    let names: Vec<String> = items
+        .iter()
+        .filter(|(_, w)| value_only(*w))
+        .map(|(id, _)| (*id).to_owned())
+        .collect();
+    let mut got: BTreeMap<String, Parameter> = BTreeMap::new();
+    if !names.is_empty() {
+        let out = ssm
+            .get_parameters()
+            .set_names(Some(names))
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(aws_err)?;
+        // Names that do not exist come back in `InvalidParameters`: they are gone.
+        for p in out.parameters() {
+            if let Some(n) = p.name() {
+                got.insert(n.to_owned(), p.clone());
+            }
+        }
+    }
+    let rest = futures::future::try_join_all(items.iter().filter(|(_, w)| !value_only(*w)).map(
+        |(id, w)| async move {
+            let wants = |a: &str| w.is_none_or(|w| w.contains(a));
+            read_parameter(ssm, id, &wants).await.map(|l| (*id, l))
+        },
+    ))
+    .await?;
+    let mut rest: BTreeMap<&str, Option<Live>> = rest.into_iter().collect();
+    Ok(items
+        .iter()
+        .map(|(id, w)| {
+            if value_only(*w) {
+                got.get(*id).map(|p| live_of(id, p, None, None))
+            } else {
+                rest.remove(id).flatten()
+            }
+        })
+        .collect())
 }
 
 /// AWS's rules for parameter names.

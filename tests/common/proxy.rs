@@ -58,8 +58,11 @@ struct Knobs {
     /// times as the count says.
     fail_matching: Mutex<Vec<Rule>>,
     requests: AtomicU64,
+    /// The operation of each request, in arrival order ([`FaultProxy::operations`]).
+    operations: Mutex<Vec<String>>,
     faults: AtomicU64,
     in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
     seed: AtomicU64,
     stop: AtomicBool,
 }
@@ -80,8 +83,10 @@ impl FaultProxy {
             fault_per_mille: AtomicU32::new(0),
             fail_matching: Mutex::new(Vec::new()),
             requests: AtomicU64::new(0),
+            operations: Mutex::new(Vec::new()),
             faults: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
             seed: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
             stop: AtomicBool::new(false),
         });
@@ -146,9 +151,22 @@ impl FaultProxy {
         self.knobs.requests.load(Ordering::Relaxed)
     }
 
+    /// Each request's operation, `service:Operation` (`ssm:GetParameters`), as received:
+    /// the JSON protocols name it in `X-Amz-Target`, the query protocols in `Action=`, RPC
+    /// v2 in the path; other
+    /// requests (S3's REST calls) show as `service:METHOD`.
+    pub fn operations(&self) -> Vec<String> {
+        self.knobs.operations.lock().unwrap().clone()
+    }
+
     /// Requests read but not yet answered (a kill now lands mid-request).
     pub fn in_flight(&self) -> u64 {
         self.knobs.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The most requests that were in flight at once since the proxy started.
+    pub fn max_in_flight(&self) -> u64 {
+        self.knobs.max_in_flight.load(Ordering::Relaxed)
     }
 
     /// Requests answered with a fault.
@@ -185,6 +203,25 @@ impl Request {
             .and_then(|a| a.split("Credential=").nth(1))
             .and_then(|c| c.split('/').nth(3))
             .unwrap_or("")
+    }
+
+    fn operation(&self) -> String {
+        let op = self
+            .header("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .map(str::to_owned)
+            .or_else(|| {
+                String::from_utf8_lossy(&self.body)
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("Action=").map(str::to_owned))
+            })
+            // RPC v2 CBOR (CloudWatch): POST /service/<Service>/operation/<Operation>.
+            .or_else(|| {
+                let path = self.head.split(' ').nth(1)?;
+                Some(path.split_once("/operation/")?.1.to_owned())
+            })
+            .unwrap_or_else(|| self.head.split(' ').next().unwrap_or("").to_owned());
+        format!("{}:{op}", self.service())
     }
 
     fn mentions(&self, needle: &str) -> bool {
@@ -228,7 +265,9 @@ fn serve(client: TcpStream, knobs: &Knobs) {
     let mut reader = BufReader::new(client);
     while let Some(req) = read_request(&mut reader) {
         knobs.requests.fetch_add(1, Ordering::Relaxed);
-        knobs.in_flight.fetch_add(1, Ordering::Relaxed);
+        knobs.operations.lock().unwrap().push(req.operation());
+        let now = knobs.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        knobs.max_in_flight.fetch_max(now, Ordering::Relaxed);
         let _done = InFlight(&knobs.in_flight);
         let delay = knobs.delay_ms.load(Ordering::Relaxed);
         if delay > 0 {
