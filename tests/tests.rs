@@ -13,6 +13,7 @@ mod log_group;
 
 mod alb;
 mod audit;
+mod ci_example;
 mod cli_flags;
 mod crash;
 mod demo;
