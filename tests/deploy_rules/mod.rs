@@ -173,6 +173,24 @@ async fn outside_the_window_apply_is_refused_naming_the_next_one_unless_overridd
     .assert_stderr_contains(NEXT);
     assert_eq!(env.read(STATE), state);
     assert!(parameter(&env, "/rules/prod/LEVEL").await.is_some());
+    // So is a rollback (refused before it reads state or calls AWS).
+    at(
+        &env,
+        FRIDAY,
+        &[
+            "rollback",
+            "s.toml",
+            "--env",
+            "prod",
+            "ecs_service.api",
+            "--confirm-env",
+            "prod",
+        ],
+    )
+    .assert_code(1)
+    .assert_stderr_contains("refusing to roll back `prod`")
+    .assert_stderr_contains(NEXT);
+    assert_eq!(env.read(STATE), state);
     at(
         &env,
         FRIDAY,
@@ -310,4 +328,59 @@ fn bad_rules_are_refused_where_they_are_written_and_change_nothing() {
         .assert_code(1)
         .assert_stderr_contains("STACKWRIGHT_NOW=next friday is not an RFC 3339 time");
     assert!(!env.exists("state"));
+}
+
+/// On a terminal (a pseudo-terminal from util-linux `script`, `CI` unset) the rule asks
+/// for the environment's name: the right name applies, another one cancels.
+#[tokio::test]
+async fn on_a_terminal_the_environments_name_is_typed() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    if Command::new("script").arg("--version").output().is_err() {
+        panic!("util-linux `script` is needed for this test (apt-get install util-linux)");
+    }
+    let env = TestEnv::new();
+    env.write("s.toml", STACK);
+    at(
+        &env,
+        WEDNESDAY,
+        &["plan", "s.toml", "--env", "prod", "--out", "prod.plan"],
+    )
+    .assert_success();
+    let typed = |answer: &str| {
+        let cmd = format!("{} apply prod.plan", env!("CARGO_BIN_EXE_stackwright"));
+        let mut child = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .current_dir(env.dir())
+            .env_remove("CI")
+            .envs(env.envs())
+            .env("STACKWRIGHT_NOW", WEDNESDAY)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{answer}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = typed("yes");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("Only 'prod' will be accepted"), "{out}");
+    assert!(out.contains("Apply cancelled"), "{out}");
+    assert!(!env.exists(STATE));
+    let (code, out) = typed("prod");
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        parameter(&env, "/rules/prod/LEVEL").await.as_deref(),
+        Some("INFO")
+    );
 }
