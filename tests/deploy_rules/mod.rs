@@ -352,7 +352,8 @@ async fn on_a_terminal_the_environments_name_is_typed() {
         let mut child = Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
             .current_dir(env.dir())
-            .env_remove("CI")
+            // Only the test environment: no CI, no AWS settings of the machine.
+            .env_clear()
             .envs(env.envs())
             .env("STACKWRIGHT_NOW", WEDNESDAY)
             .stdin(Stdio::piped())
