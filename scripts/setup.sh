@@ -8,7 +8,8 @@
 #      since postgres refuses to run as root): $STACKWRIGHT_PG_USER or swtest.
 #   3. A Python venv at .venv with the pinned harness packages
 #      (tests/harness/requirements.txt + constraints.txt): moto[server],
-#      alembic, psycopg2-binary. Then the moto patches are self-tested.
+#      alembic, psycopg2-binary, and the workflow checkers check-jsonschema and
+#      zizmor (for examples/ci). Then the moto patches are self-tested.
 #
 # Environment: PG_BINDIR (use this postgres bin dir), STACKWRIGHT_PG_USER.
 set -euo pipefail
@@ -123,11 +124,12 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]; then
         -r "$REQUIREMENTS" -c "$CONSTRAINTS" || die "pip install"
     "$VENV/bin/python" - "$MOTO_VERSION" <<'EOF' || die "venv check"
 import importlib.metadata as md, sys
-import alembic, moto.server, psycopg2  # noqa: F401
+import alembic, check_jsonschema, moto.server, psycopg2  # noqa: F401
 got = md.version("moto")
 if got != sys.argv[1]:
     sys.exit(f"moto {got} installed, {sys.argv[1]} wanted")
 EOF
+    "$VENV/bin/zizmor" --version >/dev/null || die "zizmor does not run"
     "$VENV/bin/python" tests/harness/moto_launcher.py --self-test 2>/dev/null ||
         die "moto patch self-test (run: .venv/bin/python tests/harness/moto_launcher.py --self-test)"
     echo "$want" >"$STAMP"

@@ -5,6 +5,7 @@
 //! - [`eval`]: stack expressions → desired values, shared by plan and apply;
 //! - [`graph`]: the dependency graph between resources (references and `depends_on`);
 //! - [`refresh`]: reads of live resources, adoption of what an interrupted apply created;
+//! - [`rules`]: deploy rules of an environment (windows, confirmation) and their clock;
 //! - [`state`]: the state file model, its write-ahead journal and its storage backends;
 //! - [`plan`]: diff, the plan model, its renderers and the saved plan file;
 //! - [`apply`]: the executor that walks a plan, recording intents and outcomes;
@@ -25,6 +26,7 @@ pub mod operations;
 pub mod plan;
 pub mod providers;
 pub mod refresh;
+pub mod rules;
 pub mod secret;
 pub mod stack;
 pub mod state;

@@ -13,15 +13,18 @@ mod log_group;
 
 mod alb;
 mod audit;
+mod ci_example;
 mod cli_flags;
 mod crash;
 mod demo;
+mod deploy_rules;
 mod ecs;
 mod faults;
 mod features;
 mod first_contact;
 mod foundation;
 mod migrations_engine;
+mod moved;
 mod outputs;
 mod properties;
 mod rds_e2e;

@@ -39,6 +39,10 @@ pub struct ApplyOptions {
     pub check_fingerprints: bool,
     /// Set by the CLI on SIGINT/SIGTERM: start nothing new, let running calls finish.
     pub cancel: Arc<AtomicBool>,
+    /// `--override-window --reason`: recorded in the run's history record.
+    pub override_reason: Option<String>,
+    /// A note for the history record (the deploy windows were checked at a set clock).
+    pub note: Option<String>,
 }
 
 impl Default for ApplyOptions {
@@ -49,6 +53,8 @@ impl Default for ApplyOptions {
             poll_interval: Duration::from_secs(5),
             check_fingerprints: false,
             cancel: Arc::new(AtomicBool::new(false)),
+            override_reason: None,
+            note: None,
         }
     }
 }
@@ -250,14 +256,19 @@ pub async fn apply<'a>(
     let journaling = &journaling;
     let mut outcome = Outcome::default();
 
-    // What the plan found in AWS (adoptions, resolved intents) goes into state first.
+    // The `[moved]` renames, then what the plan found in AWS (adoptions, resolved intents)
+    // go into state first, in the order the plan saw them.
     let fixes: Vec<Entry> = plan
-        .adoptions
+        .moves
         .iter()
-        .map(|a| Entry::Stored {
+        .map(|m| Entry::Moved {
+            from: m.from.clone(),
+            to: m.to.clone(),
+        })
+        .chain(plan.adoptions.iter().map(|a| Entry::Stored {
             address: a.address.clone(),
             resource: a.resource.clone(),
-        })
+        }))
         .chain(plan.resolved_intents.iter().cloned())
         .collect();
     for e in fixes {
@@ -490,7 +501,9 @@ pub async fn apply<'a>(
             .push(ApplyError::other("outputs", Step::Journal, err));
     }
     let mut state = recorder.state.lock().expect("state lock").clone();
-    let draft = history_draft(plan, stack, aws, &outcome, &recorder.base, &state);
+    let mut draft = history_draft(plan, stack, aws, &outcome, &recorder.base, &state);
+    draft.override_reason = opts.override_reason.clone();
+    draft.note = opts.note.clone();
     // Fold the journal into the state file: the one write of this run.
     if recorder.journal.get().is_some()
         && let Err(e) = backend.save(&mut state, expected, &draft).await
@@ -521,6 +534,9 @@ fn history_draft(
         .map(|b| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b)));
     d.stack_dir = stack.path.parent().map(Into::into);
     d.caller_arn = aws.identity.get().map(|c| c.arn.clone());
+    for m in &plan.moves {
+        d = d.touched(&m.from, &format!("move to {}", m.to), "done");
+    }
     for (a, action) in &outcome.completed {
         d = d.touched(a, action.verb(), "done");
     }
@@ -944,6 +960,9 @@ mod tests {
             account_id: None,
             profile: None,
             backend: None,
+            rules: Default::default(),
+            rules_span: None,
+            moves: vec![],
         }
     }
 

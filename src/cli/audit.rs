@@ -113,6 +113,10 @@ fn row(c: &Checked) -> [String; 6] {
     if let Some(n) = &r.note {
         what.push(n.clone());
     }
+    // First, so that a long list of changes never hides it.
+    if let Some(reason) = &r.override_reason {
+        what.insert(0, format!("OUTSIDE THE DEPLOY WINDOWS: {reason}"));
+    }
     if c.interrupted {
         what.push("INTERRUPTED: the state was not written".into());
     }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 
 use super::output::{self, TermEvents};
-use super::{Command, DbCommand, Exit, MigrateCommand, RunArgs, StackArgs, StateCommand};
+use super::rules::{self as deploy_rules, Cleared};
+use super::{Command, DbCommand, Exit, MigrateCommand, RuleArgs, RunArgs, StackArgs, StateCommand};
 use crate::apply::{self, ApplyOptions, Outcome};
 use crate::events::{Event, EventSink};
 use crate::plan::{self, Plan, PlanOptions, PriorState};
@@ -50,6 +51,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
             json,
             allow_unsafe_migrations,
             force_migrations,
+            rules,
         } => {
             let flags = crate::cli::commands::MigrateFlags {
                 allow_unsafe: allow_unsafe_migrations,
@@ -65,7 +67,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
                 if json {
                     output::json_header();
                 }
-                apply_saved(&target, &run, json, flags).await
+                apply_saved(&target, &run, json, flags, &rules).await
             } else {
                 let args = StackArgs {
                     stack: target,
@@ -76,13 +78,14 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
                 if json {
                     output::json_header();
                 }
-                apply_stack(&args, &run, auto_approve, json, false, flags).await
+                apply_stack(&args, &run, auto_approve, json, false, flags, &rules).await
             }
         }
         Command::Destroy {
             stack,
             run,
             auto_approve,
+            rules,
         } => {
             apply_stack(
                 &stack,
@@ -91,6 +94,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
                 false,
                 true,
                 MigrateFlags::default(),
+                &rules,
             )
             .await
         }
@@ -137,6 +141,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
             to,
             wait_timeout,
             lock_timeout,
+            rules,
         } => {
             crate::cli::rollback::rollback(
                 &stack,
@@ -144,16 +149,23 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
                 to.as_deref(),
                 wait_timeout,
                 lock_timeout,
+                &rules,
             )
             .await
         }
         Command::ForceUnlock { stack, lock_id } => {
             crate::cli::state::force_unlock(&stack, &lock_id).await
         }
-        Command::Show { plan, json } => {
+        Command::Show {
+            plan,
+            json,
+            markdown,
+        } => {
             let p = plan::file::read(&plan)?;
             if json {
                 output::println(&serde_json::to_string_pretty(&p)?);
+            } else if markdown {
+                output::print(&plan::render::markdown(&p));
             } else {
                 output::print(&plan::render::render(&p));
             }
@@ -411,16 +423,36 @@ async fn plan_cmd(
         MigrateFlags::default(),
     )
     .await?;
+    // An apply now would be refused by the deploy windows: said, not failed (a plan for
+    // review is made at any time).
+    let note = if destroy {
+        None
+    } else {
+        deploy_rules::plan_note(&stack, &args.stack.display().to_string())?
+    };
     if json {
         output::println(&serde_json::to_string_pretty(&p)?);
+        if let Some(n) = &note {
+            output::warning(&crate::error::Diagnostic::new(n.clone()));
+        }
     } else if markdown {
-        output::print(&plan::render::markdown(&p));
+        let mut md = plan::render::markdown(&p);
+        if let Some(n) = &note {
+            md = format!("> [!CAUTION]\n> {n}\n\n{md}");
+        }
+        output::print(&md);
     } else {
         output::print(&plan::render::render(&p));
+        if let Some(n) = &note {
+            output::println(&format!("\n{n}"));
+        }
     }
     if let Some(path) = out {
         plan::file::write(path, &p)?;
-        if !json {
+        if markdown {
+            // stdout is the comment: the hint goes to the log.
+            output::eprintln(&format!("Saved the plan to {}.", path.display()));
+        } else if !json {
             output::println(&format!(
                 "\nSaved the plan to {}. Apply exactly it with:\n  stackwright apply {}",
                 path.display(),
@@ -435,13 +467,15 @@ async fn plan_cmd(
     })
 }
 
-fn apply_options(run: &RunArgs, check_fingerprints: bool) -> ApplyOptions {
+fn apply_options(run: &RunArgs, check_fingerprints: bool, cleared: &Cleared) -> ApplyOptions {
     ApplyOptions {
         concurrency: run.concurrency as usize,
         wait_timeout: run.wait_timeout,
         poll_interval: Duration::from_secs(5),
         check_fingerprints,
         cancel: Default::default(),
+        override_reason: cleared.override_reason.clone(),
+        note: cleared.note.clone(),
     }
 }
 
@@ -486,9 +520,12 @@ async fn apply_stack(
     json: bool,
     destroy: bool,
     flags: MigrateFlags,
+    rules: &RuleArgs,
 ) -> anyhow::Result<Exit> {
     let stack = load_stack(args)?;
+    let verb = if destroy { "destroy" } else { "apply" };
     // Decide before any AWS call whether we may go ahead at all.
+    let cleared = deploy_rules::enforce(&stack, verb, rules)?;
     if !auto_approve && !output::stdin_is_terminal() {
         bail!(
             "refusing to {} without confirmation: stdin is not a terminal\n  = help: pass --auto-approve, or save a plan with `plan --out FILE` and apply that file",
@@ -519,17 +556,25 @@ async fn apply_stack(
     if let Some(b) = p.migrations.as_ref().and_then(|m| m.blocked.clone()) {
         bail!("{b}");
     }
-    if !auto_approve
-        && !output::confirm(if destroy {
-            "Do you really want to destroy all resources?"
-        } else {
-            "Do you want to perform these actions?"
-        })
-    {
+    // An environment that wants its name typed asks for it instead of `yes`.
+    let confirmed = if cleared.ask_env_name.is_some() {
+        deploy_rules::ask(&cleared, verb)
+    } else {
+        auto_approve
+            || output::confirm(if destroy {
+                "Do you really want to destroy all resources?"
+            } else {
+                "Do you want to perform these actions?"
+            })
+    };
+    if !confirmed {
         output::println("\nApply cancelled.");
         return Ok(Exit::Failure);
     }
-    execute(&p, &stack, backend, state, &aws, run, json, false, flags).await
+    execute(
+        &p, &stack, backend, state, &aws, run, json, false, flags, &cleared,
+    )
+    .await
 }
 
 async fn apply_saved(
@@ -537,6 +582,7 @@ async fn apply_saved(
     run: &RunArgs,
     json: bool,
     flags: MigrateFlags,
+    rules: &RuleArgs,
 ) -> anyhow::Result<Exit> {
     let p = plan::file::read(path)?;
     let opts = LoadOptions {
@@ -552,6 +598,14 @@ async fn apply_saved(
             &p.stack.digest[..12],
             &stack.digest[..12]
         );
+    }
+    // The rules are the stack's as it is now (the digest says it is the planned one), and
+    // the windows are checked at apply time, not when the plan was made.
+    let verb = if p.destroy { "destroy" } else { "apply" };
+    let cleared = deploy_rules::enforce(&stack, verb, rules)?;
+    if !deploy_rules::ask(&cleared, verb) {
+        output::println("\nApply cancelled.");
+        return Ok(Exit::Failure);
     }
     let backend = backend_of(&p.stack.backend, &stack).await?;
     let backend = &*backend;
@@ -598,7 +652,10 @@ async fn apply_saved(
     {
         bail!("{b}");
     }
-    execute(&p, &stack, backend, state, &aws, run, json, true, flags).await
+    execute(
+        &p, &stack, backend, state, &aws, run, json, true, flags, &cleared,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -612,9 +669,10 @@ async fn execute(
     json: bool,
     from_file: bool,
     flags: MigrateFlags,
+    cleared: &Cleared,
 ) -> anyhow::Result<Exit> {
     let events = TermEvents::new(json);
-    let opts = apply_options(run, from_file);
+    let opts = apply_options(run, from_file, cleared);
     let _signals = watch_signals(opts.cancel.clone(), &events);
     let hooks = crate::operations::migrations::hooks(
         stack,

@@ -11,6 +11,7 @@ mod migrate;
 pub mod output;
 mod outputs;
 mod rollback;
+mod rules;
 mod state;
 
 use std::path::PathBuf;
@@ -77,6 +78,23 @@ pub struct RunArgs {
     pub lock_timeout: std::time::Duration,
 }
 
+/// `[env.E.rules]`: what a run outside the deploy windows, or of an environment that wants
+/// its name typed, must say.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RuleArgs {
+    /// Go ahead outside the environment's deploy windows ([env.E.rules] windows). Needs
+    /// --reason, which is recorded in the state's history.
+    #[arg(long)]
+    pub override_window: bool,
+    /// Why this run cannot wait for a deploy window (with --override-window).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// The environment's name, given ahead: confirms a run of an environment whose rules say
+    /// `confirm = "type-env-name"` where no one can type it (CI, no terminal).
+    #[arg(long, value_name = "ENV")]
+    pub confirm_env: Option<String>,
+}
+
 /// `"30s"`, `"5m"`, `"1h"`, `"250ms"`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     crate::value::parse_duration(s)
@@ -127,7 +145,7 @@ pub enum Command {
     },
     /// Carry out a plan: a saved plan file, or a fresh plan of STACK after confirmation.
     #[command(
-        after_help = "Examples:\n  stackwright apply stacks/webapp.toml --env dev            # plans, asks for `yes`\n  stackwright apply stacks/webapp.toml --env dev --auto-approve\n  stackwright apply prod.plan                               # exactly what was planned"
+        after_help = "Examples:\n  stackwright apply stacks/webapp.toml --env dev            # plans, asks for `yes`\n  stackwright apply stacks/webapp.toml --env dev --auto-approve\n  stackwright apply prod.plan                               # exactly what was planned\n  stackwright apply prod.plan --confirm-env prod            # [env.prod.rules] confirm, in CI\n  stackwright apply prod.plan --override-window --reason \"INC-42 hotfix\"\n\nSTACKWRIGHT_NOW=2026-12-04T12:00:00Z sets the time deploy windows are checked at (tests, CI dry runs)."
     )]
     Apply {
         /// A stack file, or a plan file saved by `plan --out`.
@@ -155,6 +173,8 @@ pub enum Command {
         /// Run the migration tool even if its folder did not change (tool mode).
         #[arg(long)]
         force_migrations: bool,
+        #[command(flatten)]
+        rules: RuleArgs,
     },
     /// Delete everything the stack's state holds, dependants first.
     #[command(
@@ -168,6 +188,8 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         auto_approve: bool,
+        #[command(flatten)]
+        rules: RuleArgs,
     },
     /// Adopt an existing AWS resource into the stack's state, without changing it.
     #[command(
@@ -245,17 +267,22 @@ pub enum Command {
         /// How long to wait for another run's state lock.
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
         lock_timeout: std::time::Duration,
+        #[command(flatten)]
+        rules: RuleArgs,
     },
     /// Print a saved plan.
     #[command(
-        after_help = "Examples:\n  stackwright show prod.plan\n  stackwright show prod.plan --json"
+        after_help = "Examples:\n  stackwright show prod.plan\n  stackwright show prod.plan --json\n  stackwright show prod.plan --markdown > plan.md   # the PR comment of exactly this plan"
     )]
     Show {
         /// A plan file saved by `plan --out`.
         plan: PathBuf,
         /// Print the plan as JSON (docs/plan-format.md).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "markdown")]
         json: bool,
+        /// Print the plan as markdown (for a pull-request comment).
+        #[arg(long)]
+        markdown: bool,
     },
     /// Database migrations: status, or run only the migration part of apply.
     #[command(subcommand)]

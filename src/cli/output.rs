@@ -109,6 +109,16 @@ pub fn confirm(question: &str) -> bool {
     std::io::stdin().read_line(&mut line).is_ok() && line.trim() == "yes"
 }
 
+/// Asks for `expected` (an environment's name) to be typed on the terminal.
+pub fn confirm_typed(question: &str, expected: &str) -> bool {
+    print(&format!(
+        "\n{}\n  Only '{expected}' will be accepted to approve.\n\n  Enter the environment's name: ",
+        paint(BOLD, question)
+    ));
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).is_ok() && line.trim() == expected
+}
+
 fn started_line(action: &Activity) -> String {
     match action {
         Activity::Resource(Action::Create) => "Creating...".into(),

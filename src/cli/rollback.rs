@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::commands::{backend_for, check_state_belongs, connect, load_stack_offline};
-use super::{Exit, StackArgs, output};
+use super::{Exit, RuleArgs, StackArgs, output};
 use crate::providers::ecs_service::{deploy_revision, kept_revisions};
 use crate::providers::{Cx, registry};
 use crate::state::history;
@@ -67,8 +67,16 @@ pub async fn rollback(
     to: Option<&str>,
     wait_timeout: Duration,
     lock_timeout: Duration,
+    rules: &RuleArgs,
 ) -> anyhow::Result<Exit> {
     let stack = load_stack_offline(args)?;
+    // A rollback is a deploy: the environment's windows and confirmation apply to it too
+    // (an incident outside the window says so with --override-window --reason).
+    let cleared = super::rules::enforce(&stack, "roll back", rules)?;
+    if !super::rules::ask(&cleared, "roll back") {
+        output::println("\nRollback cancelled.");
+        return Ok(Exit::Failure);
+    }
     let backend = backend_for(args, &stack).await?;
     let backend = &*backend;
     let _lock = backend.lock("rollback", lock_timeout).await?;
@@ -139,6 +147,8 @@ pub async fn rollback(
     d.stack_digest = Some(stack.digest.clone());
     d.stack_dir = stack.path.parent().map(Into::into);
     d.caller_arn = aws.identity.get().map(|c| c.arn.clone());
+    d.override_reason = cleared.override_reason;
+    d.note = cleared.note;
     backend.save(&mut state, expected, &d).await?;
     output::success(&format!(
         "{address} runs {} again (state serial {}).",

@@ -11,8 +11,7 @@ use anyhow::bail;
 
 use super::commands::{backend_for, check_state_belongs, load_stack_offline, open_s3};
 use super::{Exit, StackArgs, output};
-use crate::error::{Diagnostic, suggest};
-use crate::state::{Backend, LocalBackend, State, Unlocked, history};
+use crate::state::{Backend, LocalBackend, State, Unlocked, history, moved, not_in_state};
 
 async fn existing(
     args: &StackArgs,
@@ -28,15 +27,6 @@ async fn existing(
         );
     };
     Ok((stack, backend, state))
-}
-
-fn not_in_state(state: &State, address: &str) -> anyhow::Error {
-    let d = Diagnostic::new(format!("`{address}` is not in state"));
-    let d = match suggest(address, state.resources.keys().map(String::as_str)) {
-        Some(s) => d.hint(format!("did you mean `{s}`?")),
-        None => d.hint("`stackwright state list` shows what state holds"),
-    };
-    d.into()
 }
 
 /// Every address in state with its kind and AWS id.
@@ -55,7 +45,7 @@ pub async fn list(args: &StackArgs) -> anyhow::Result<Exit> {
 pub async fn show(args: &StackArgs, address: &str) -> anyhow::Result<Exit> {
     let (_, _, state) = existing(args).await?;
     let Some(r) = state.resources.get(address) else {
-        return Err(not_in_state(&state, address));
+        return Err(not_in_state(&state, address).into());
     };
     output::println(&format!("# {address}"));
     output::println(&serde_json::to_string_pretty(r)?);
@@ -99,48 +89,6 @@ pub async fn mv(args: &StackArgs, from: &str, to: &str, lock: Duration) -> anyho
     Ok(Exit::Success)
 }
 
-/// The rename itself, shared with the stack file's `[moved]` table.
-pub fn moved(state: &mut State, from: &str, to: &str) -> anyhow::Result<()> {
-    let Some(r) = state.resources.get(from) else {
-        return Err(not_in_state(state, from));
-    };
-    let Some((kind, name)) = to.split_once('.') else {
-        bail!("`{to}` is not a resource address (KIND.NAME, e.g. s3_bucket.uploads)");
-    };
-    if kind != r.kind {
-        bail!(
-            "cannot move `{from}` (a {}) to `{to}`: an address keeps its kind\n  = help: the new address must start with `{}.`",
-            r.kind,
-            r.kind
-        );
-    }
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        bail!("`{to}`: invalid name `{name}` (use letters, digits, '_' and '-')");
-    }
-    if state.resources.contains_key(to) {
-        bail!(
-            "cannot move `{from}` to `{to}`: `{to}` is already in state\n  = help: `stackwright state rm {to}` first if that one should be forgotten"
-        );
-    }
-    let r = state.resources.remove(from).expect("checked");
-    state.resources.insert(to.to_owned(), r);
-    for other in state.resources.values_mut() {
-        for d in &mut other.depends_on {
-            if d == from {
-                *d = to.to_owned();
-            }
-        }
-    }
-    if let Some(i) = state.pending.remove(from) {
-        state.pending.insert(to.to_owned(), i);
-    }
-    Ok(())
-}
-
 /// Forgets addresses: the resources stay in AWS, no longer managed by this stack.
 pub async fn rm(args: &StackArgs, addresses: &[String], lock: Duration) -> anyhow::Result<Exit> {
     let stack = load_stack_offline(args)?;
@@ -158,7 +106,7 @@ pub async fn rm(args: &StackArgs, addresses: &[String], lock: Duration) -> anyho
     let mut d = draft(&stack, "state rm");
     for a in addresses {
         let Some(r) = state.resources.remove(a) else {
-            return Err(not_in_state(&state, a));
+            return Err(not_in_state(&state, a).into());
         };
         d = d.touched(a, "forget", "done");
         d.note = Some(format!("left in AWS: {}", r.id));

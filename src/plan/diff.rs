@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::{
-    Action, After, AttrChange, Change, DataRead, Drift, OutputChange, Plan, PlanStack, PriorState,
+    Action, After, AttrChange, Change, DataRead, Drift, Move, OutputChange, Plan, PlanStack,
+    PriorState,
 };
 use crate::error::Diagnostic;
 use crate::eval::{PlannedMap, desired_attrs, lookup_data, lookup_planned, resolve, stack_graph};
@@ -103,6 +104,10 @@ pub async fn plan(
     let order = graph.topo_order().map_err(|d| stack.locate(d))?;
     let empty = State::new(&stack.name, stack.env.as_deref());
     let loaded = state.unwrap_or(&empty);
+    // [moved]: renamed in (a copy of) state before anything is read, so the resource is
+    // refreshed and diffed at its new address instead of destroyed and created.
+    let (moves, renamed) = plan_moves(stack, loaded, opts.destroy)?;
+    let loaded = renamed.as_ref().unwrap_or(loaded);
 
     for t in &opts.targets {
         if stack.get(t).is_none() && !loaded.resources.contains_key(t) {
@@ -611,6 +616,7 @@ pub async fn plan(
         destroy: opts.destroy,
         targets: opts.targets.clone(),
         data: data_reads,
+        moves,
         changes,
         migrations: None,
         outputs,
@@ -619,6 +625,55 @@ pub async fn plan(
         resolved_intents: resolution.resolved.into_iter().map(|(_, _, e)| e).collect(),
         summary,
     })
+}
+
+/// The stack's `[moved]` entries that apply to `state`: an entry whose `from` state holds
+/// moves (and `to` must then be free); one whose `from` it does not hold was applied
+/// already, or has nothing to move, and is left alone. Under destroy nothing moves.
+fn plan_moves(
+    stack: &Stack,
+    state: &State,
+    destroy: bool,
+) -> Result<(Vec<Move>, Option<State>), Diagnostic> {
+    if destroy
+        || !stack
+            .moves
+            .iter()
+            .any(|m| state.resources.contains_key(&m.from))
+    {
+        return Ok((Vec::new(), None));
+    }
+    let mut st = state.clone();
+    let mut moves = Vec::new();
+    for m in &stack.moves {
+        let Some(r) = state.resources.get(&m.from) else {
+            continue;
+        };
+        if let Some(other) = state.resources.get(&m.to) {
+            return Err(Diagnostic::new(format!(
+                "cannot move `{}` to `{}`: state already holds both (`{}` is {}, `{}` is {})",
+                m.from, m.to, m.from, r.id, m.to, other.id
+            ))
+            .at(stack.location(m.to_span.clone()))
+            .hint(format!(
+                "keep one: `stackwright state rm {}` forgets the old one (it stays in AWS), then remove this entry",
+                m.from
+            )));
+        }
+        crate::state::moved(&mut st, &m.from, &m.to).map_err(|d| {
+            let d = Diagnostic {
+                location: None,
+                ..d
+            };
+            d.at(stack.location(m.span.clone()))
+        })?;
+        moves.push(Move {
+            from: m.from.clone(),
+            to: m.to.clone(),
+            id: r.id.clone(),
+        });
+    }
+    Ok((moves, Some(st)))
 }
 
 /// Each output's change. Under `destroy` an output goes with the resources it reads (all of

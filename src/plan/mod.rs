@@ -16,8 +16,8 @@ use serde_json::Value;
 pub use diff::{PlanOptions, plan};
 
 /// 2: `stack.backend` (a backend descriptor) replaced `stack.state_path`; adoptions.
-/// 3: `outputs`.
-pub const FORMAT_VERSION: u32 = 3;
+/// 3: `outputs`. 4: `moves` (an older Stackwright would apply such a plan without them).
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Terraform's small closed set; the symbol is also the printed glyph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -209,6 +209,16 @@ pub struct MigrationsPlan {
     pub command_digest: Option<String>,
 }
 
+/// A `[moved]` entry this plan carries out: state's `from` becomes `to`, before any other
+/// change, and nothing in AWS is touched. `to` is planned against what `from` recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    pub from: String,
+    pub to: String,
+    /// The AWS id of the resource that moves.
+    pub id: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub format_version: u32,
@@ -220,6 +230,9 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<String>,
     pub data: Vec<DataRead>,
+    /// Renames from the stack's `[moved]` table, applied to state first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<Move>,
     /// Every resource's change, no-ops included (they carry drift and known values).
     pub changes: Vec<Change>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,6 +257,7 @@ pub struct Plan {
 impl Plan {
     pub fn has_changes(&self) -> bool {
         !self.adoptions.is_empty()
+            || !self.moves.is_empty()
             || !self.resolved_intents.is_empty()
             || self.changes.iter().any(|c| c.action != Action::NoOp)
             || self.outputs.iter().any(|o| o.action != Action::NoOp)

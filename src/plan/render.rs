@@ -271,6 +271,18 @@ pub fn render(plan: &Plan) -> String {
         out.push('\n');
     }
 
+    for m in &plan.moves {
+        let _ = writeln!(out, "  {} {} → {} (moved)", paint(CYAN, "#"), m.from, m.to);
+    }
+    if !plan.moves.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {}
+",
+            paint(DIM, "(renamed in state only: nothing changes in AWS)")
+        );
+    }
+
     let drifted: Vec<&Change> = plan
         .changes
         .iter()
@@ -408,12 +420,13 @@ pub fn render(plan: &Plan) -> String {
     } else {
         let _ = writeln!(
             out,
-            "{} {} to add, {} to change, {} to replace, {} to destroy.",
+            "{} {} to add, {} to change, {} to replace, {} to destroy{}.",
             paint(BOLD, "Plan:"),
             s.add,
             s.change,
             s.replace,
-            s.destroy
+            s.destroy,
+            moved_count(plan)
         );
         let adopted = plan.adoptions.len();
         if adopted > 0 || !plan.resolved_intents.is_empty() {
@@ -438,6 +451,14 @@ pub fn render(plan: &Plan) -> String {
     out
 }
 
+/// `, 1 to move` when the plan moves anything (the summary line otherwise stays as it was).
+fn moved_count(plan: &Plan) -> String {
+    match plan.moves.len() {
+        0 => String::new(),
+        n => format!(", {n} to move"),
+    }
+}
+
 /// A markdown rendering for CI comments (`plan --markdown`): the summary first, destroys
 /// and replaces called out above everything else, one table row per change, each
 /// resource's details collapsible, then migrations and outputs. Secrets show as the text
@@ -454,9 +475,23 @@ pub fn markdown(plan: &Plan) -> String {
     let s = &plan.summary;
     let _ = writeln!(
         out,
-        "**{} to add, {} to change, {} to replace, {} to destroy.**\n",
-        s.add, s.change, s.replace, s.destroy
+        "**{} to add, {} to change, {} to replace, {} to destroy{}.**\n",
+        s.add,
+        s.change,
+        s.replace,
+        s.destroy,
+        moved_count(plan)
     );
+    if !plan.moves.is_empty() {
+        let _ = writeln!(
+            out,
+            "Renamed in state (`[moved]`; nothing changes in AWS):\n"
+        );
+        for m in &plan.moves {
+            let _ = writeln!(out, "- `{}` → `{}` (moved)", m.from, m.to);
+        }
+        out.push('\n');
+    }
     let active: Vec<&Change> = plan
         .changes
         .iter()
@@ -694,6 +729,7 @@ mod tests {
             summary: Plan::summarize(&changes),
             changes,
             migrations: None,
+            moves: vec![],
             outputs: vec![],
             secret_fingerprints: BTreeMap::new(),
             adoptions: vec![],
@@ -716,6 +752,32 @@ mod tests {
         assert!(
             text.contains("No changes. Your infrastructure matches the stack."),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_move_is_shown_as_a_rename_not_a_destroy() {
+        let mut p = sample();
+        p.changes.clear();
+        p.summary = Summary::default();
+        p.moves = vec![crate::plan::Move {
+            from: "s3_bucket.old".into(),
+            to: "s3_bucket.new".into(),
+            id: "w-dev-b".into(),
+        }];
+        let text = anstream::adapter::strip_str(&render(&p)).to_string();
+        assert!(
+            text.contains("s3_bucket.old → s3_bucket.new (moved)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("0 to add, 0 to change, 0 to replace, 0 to destroy, 1 to move."),
+            "{text}"
+        );
+        let md = markdown(&p);
+        assert!(
+            md.contains("- `s3_bucket.old` → `s3_bucket.new` (moved)"),
+            "{md}"
         );
     }
 

@@ -50,6 +50,23 @@ pub struct Stack {
     pub profile: Option<String>,
     /// `[backend]`: where the state lives when not in the local file.
     pub backend: Option<S3BackendDecl>,
+    /// `[env.E.rules]` of the chosen environment: deploy windows, confirmation.
+    pub rules: crate::rules::Rules,
+    /// Where the chosen environment's `[env.E.rules]` is written, for messages.
+    pub rules_span: Option<Range<usize>>,
+    /// `[moved]`: renames of resources, carried out in state by plan and apply.
+    pub moves: Vec<MoveDecl>,
+}
+
+/// `[moved] "s3_bucket.old" = "s3_bucket.new"`: the resource at `from` in state is the
+/// one the stack now declares as `to` (same kind), so it is renamed, not recreated.
+#[derive(Debug, Clone)]
+pub struct MoveDecl {
+    pub from: String,
+    pub to: String,
+    /// The entry's key (`from`) and value (`to`), for errors at plan time.
+    pub span: Range<usize>,
+    pub to_span: Range<usize>,
 }
 
 /// A resource (`[kind.name]`) or data source (`[data.kind.name]`) declaration.
@@ -487,6 +504,89 @@ depends_on = ["s3_bucket.b"]
         )
         .unwrap_err();
         assert!(e.message.contains("every environment would share"), "{e}");
+    }
+
+    #[test]
+    fn rules_are_read_for_the_chosen_environment_and_checked_for_all() {
+        let rules = "[env.prod.rules]\nwindows = [\"Tue-Thu 10:00-16:00 Europe/Berlin\"]\nconfirm = \"type-env-name\"\n";
+        let text = format!("{BASE}{rules}");
+        let prod = load_str(&text, Some("prod"), &[]).unwrap();
+        assert_eq!(prod.rules.windows.len(), 1);
+        assert_eq!(prod.rules.confirm, Some(crate::rules::Confirm::TypeEnvName));
+        let dev = load_str(&text, Some("dev"), &[]).unwrap();
+        assert_eq!(dev.rules, crate::rules::Rules::default());
+
+        // A bad zone in prod's rules is an error in dev too, pointing into the string.
+        let bad = text.replace("Europe/Berlin", "Europe/Berln");
+        let e = load_str(&bad, Some("dev"), &[]).unwrap_err();
+        assert_eq!(e.message, "unknown time zone `Europe/Berln`");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `Europe/Berlin`?"));
+        let loc = e.location.as_deref().unwrap();
+        assert_eq!((loc.line, loc.column, loc.width), (17, 33, 12), "{e}");
+
+        let e = load_str(&text.replace("Tue-Thu", "Tue-Thr"), Some("prod"), &[]).unwrap_err();
+        assert_eq!(e.message, "`Thr` is not a day");
+        let e = load_str(&text.replace("confirm =", "confrim ="), Some("prod"), &[]).unwrap_err();
+        assert!(
+            e.message
+                .contains("unknown key `confrim` in [env.prod.rules]"),
+            "{e}"
+        );
+        assert_eq!(e.hint.as_deref(), Some("did you mean `confirm`?"));
+        let e = load_str(&text.replace("type-env-name", "yes"), Some("prod"), &[]).unwrap_err();
+        assert!(e.to_string().contains("\"type-env-name\""), "{e}");
+        let e = load_str(
+            &text.replace("[\"Tue-Thu 10:00-16:00 Europe/Berlin\"]", "[]"),
+            Some("prod"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("`windows` is empty"), "{e}");
+    }
+
+    #[test]
+    fn moved_entries_name_a_gone_address_and_a_declared_one_of_its_kind() {
+        let ok = |m: &str| load_str(&format!("{BASE}[moved]\n{m}\n"), Some("dev"), &[]);
+        let s = ok("\"s3_bucket.old\" = \"s3_bucket.b\"").unwrap();
+        assert_eq!(s.moves.len(), 1);
+        assert_eq!(
+            (s.moves[0].from.as_str(), s.moves[0].to.as_str()),
+            ("s3_bucket.old", "s3_bucket.b")
+        );
+        // Unquoted, TOML reads a dotted key: the same entry.
+        let s = ok("s3_bucket.old = \"s3_bucket.b\"").unwrap();
+        assert_eq!(s.moves[0].from, "s3_bucket.old");
+
+        let err = |m: &str| ok(m).unwrap_err();
+        // Line 17 is the entry.
+        let e = err("\"s3_bucket.b\" = \"s3_bucket.c\"");
+        assert!(
+            e.message.contains("still declares `s3_bucket.b` (line 10)"),
+            "{e}"
+        );
+        assert_eq!(
+            e.location.as_deref().map(|l| (l.line, l.column)),
+            Some((17, 1))
+        );
+        let e = err("\"s3_bucket.old\" = \"s3_bucket.bb\"");
+        assert!(
+            e.message.contains("`s3_bucket.bb`, which is not declared"),
+            "{e}"
+        );
+        assert_eq!(e.hint.as_deref(), Some("did you mean `s3_bucket.b`?"));
+        assert_eq!(
+            e.location.as_deref().map(|l| (l.line, l.column)),
+            Some((17, 19))
+        );
+        let e = err("\"ssm_parameter.old\" = \"s3_bucket.b\"");
+        assert!(e.message.contains("a move keeps the kind"), "{e}");
+        let e = err("\"s3_buckt.old\" = \"s3_bucket.b\"");
+        assert!(e.message.contains("is not a resource address"), "{e}");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `s3_bucket.…`?"));
+        let e = err("\"s3_bucket.x\" = \"s3_bucket.b\"\n\"s3_bucket.y\" = \"s3_bucket.b\"");
+        assert!(e.message.contains("both moved to `s3_bucket.b`"), "{e}");
+        let e = err("\"s3_bucket.x\" = 3");
+        assert!(e.message.contains("must be a string"), "{e}");
     }
 
     #[test]

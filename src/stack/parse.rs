@@ -12,8 +12,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::expr::{Expr, Part, RawPart, Ref, split_template};
 use super::{
-    ImportDecl, LoadOptions, MigrationsDecl, OutputDecl, Resource, S3BackendDecl, SnapshotPolicy,
-    Stack, TaskMigration, UrlSource,
+    ImportDecl, LoadOptions, MigrationsDecl, MoveDecl, OutputDecl, Resource, S3BackendDecl,
+    SnapshotPolicy, Stack, TaskMigration, UrlSource,
 };
 use crate::error::{Diagnostic, Location, suggest};
 use crate::providers::{Attr, Schema, SecretMode, Ty, registry};
@@ -29,6 +29,7 @@ const TOP_KEYS: &[&str] = &[
     "data",
     "import",
     "output",
+    "moved",
 ];
 
 struct Cx<'a> {
@@ -225,6 +226,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     let stack_t = as_table(&cx, stack_v, "stack")?;
     let mut name = None;
     let (mut account_id, mut profile) = (None, None);
+    let mut rules = (crate::rules::Rules::default(), None);
     let mut environments: Vec<String> = Vec::new();
     // Errors in the header tables are collected with the resources' (the file's every
     // error at once, in file order); only a wrong `--env` stops at once.
@@ -406,13 +408,21 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
                                 profile = Some(pr);
                             }
                         }
+                        // Checked for every environment, so a typo in prod's rules shows
+                        // in dev too.
+                        "rules" => {
+                            let r = rules_decl(&cx, v, e)?;
+                            if chosen {
+                                rules = (r, Some(kspan.start..v.span().end));
+                            }
+                        }
                         _ => {
                             return Err(unknown_key(
                                 &cx,
                                 k,
                                 kspan,
                                 &format!("[env.{e}]"),
-                                &["vars", "account_id", "region", "profile"],
+                                &["vars", "account_id", "region", "profile", "rules"],
                             ));
                         }
                     }
@@ -455,6 +465,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     let mut migrations = None;
     let mut imports_v = None;
     let mut outputs_v = None;
+    let mut moved_v = None;
     // Every resource's errors are collected, so a file with several mistakes reports them
     // all at once (in file order) rather than one per run.
     let mut skipped = BTreeMap::new();
@@ -463,6 +474,7 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
             "stack" | "vars" | "env" | "backend" => {}
             "import" => imports_v = Some(v),
             "output" => outputs_v = Some(v),
+            "moved" => moved_v = Some(v),
             "migrations" => migrations = Some((v, tspan)),
             "data" => {
                 let dt = match as_table(&cx, v, "data") {
@@ -570,8 +582,14 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         account_id,
         profile,
         backend,
+        rules: rules.0,
+        rules_span: rules.1,
+        moves: Vec::new(),
     };
     check_references(&cx, &stack, migrations.is_some())?;
+    if let Some(v) = moved_v {
+        stack.moves = moved_decls(&cx, v, &stack)?;
+    }
     if let Some(v) = outputs_v {
         stack.outputs = output_decls(&cx, v, &stack)?;
     }
@@ -1107,6 +1125,216 @@ fn backend_key(
             .hint("e.g. key = \"webapp/${env}.json\" (no leading or trailing '/')"));
     }
     Ok(out)
+}
+
+/// The file span of `at` (a byte range inside the string `raw` written at `span`): exact
+/// inside a plain `"…"` string, else the whole value.
+fn inside(cx: &Cx<'_>, raw: &str, span: &Range<usize>, at: Range<usize>) -> Range<usize> {
+    if cx.source.get(span.clone()) == Some(&format!("\"{raw}\"")) {
+        span.start + 1 + at.start..span.start + 1 + at.end
+    } else {
+        span.clone()
+    }
+}
+
+/// `[env.E.rules]`: `windows = ["Tue-Thu 10:00-16:00 Europe/Berlin", …]` and
+/// `confirm = "type-env-name"`.
+fn rules_decl(
+    cx: &Cx<'_>,
+    v: &Spanned<DeValue<'_>>,
+    env: &str,
+) -> Result<crate::rules::Rules, Diagnostic> {
+    use crate::rules::{Confirm, Rules, Window};
+    let what = format!("env.{env}.rules");
+    let t = as_table(cx, v, &what)?;
+    let mut rules = Rules::default();
+    for (k, kspan, rv) in entries(t) {
+        match k {
+            "windows" => {
+                let list = str_list(cx, rv, "windows")?;
+                if list.is_empty() {
+                    return Err(cx
+                        .err(rv.span(), "`windows` is empty: no deploy could ever run")
+                        .hint("name at least one window, e.g. windows = [\"Tue-Thu 10:00-16:00 Europe/Berlin\"], or remove the line to allow any time"));
+                }
+                for (text, wspan) in list {
+                    let w = Window::parse(&text).map_err(|e| {
+                        cx.err(inside(cx, &text, &wspan, e.at), e.message)
+                            .hint(e.hint)
+                    })?;
+                    rules.windows.push(w);
+                }
+            }
+            "confirm" => {
+                let c = as_str(cx, rv, "confirm")?;
+                rules.confirm = Some(Confirm::parse(c).ok_or_else(|| {
+                    cx.err(
+                        rv.span(),
+                        format!("unknown confirmation rule \"{c}\""),
+                    )
+                    .hint(format!(
+                        "confirm takes {} (apply asks for the environment's name, or --confirm-env {env} where no one can type)",
+                        Confirm::NAMES
+                            .iter()
+                            .map(|n| format!("\"{n}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?);
+            }
+            _ => {
+                return Err(unknown_key(
+                    cx,
+                    k,
+                    kspan,
+                    &format!("[{what}]"),
+                    &["windows", "confirm"],
+                ));
+            }
+        }
+    }
+    Ok(rules)
+}
+
+/// `[moved]`: `"s3_bucket.old" = "s3_bucket.new"` (or, unquoted, the dotted key
+/// `s3_bucket.old = "s3_bucket.new"`). `from` must no longer be declared, `to` must be, and
+/// both must be of one kind; whether state holds them is checked at plan time.
+fn moved_decls(
+    cx: &Cx<'_>,
+    v: &Spanned<DeValue<'_>>,
+    stack: &Stack,
+) -> Result<Vec<MoveDecl>, Diagnostic> {
+    let t = as_table(cx, v, "moved")?;
+    let example = "[moved]\n\"s3_bucket.old_name\" = \"s3_bucket.new_name\"";
+    // (from, its span, the value)
+    let mut items: Vec<(String, Range<usize>, &Spanned<DeValue<'_>>)> = Vec::new();
+    for (k, kspan, mv) in entries(t) {
+        match mv.get_ref() {
+            // The dotted key `s3_bucket.old = "…"` is the table `s3_bucket` in TOML.
+            DeValue::Table(inner) if !k.contains('.') => {
+                for (n, nspan, nv) in entries(inner) {
+                    items.push((format!("{k}.{n}"), nspan, nv));
+                }
+            }
+            _ => items.push((k.to_owned(), kspan, mv)),
+        }
+    }
+    let mut errors = Vec::new();
+    let mut out: Vec<MoveDecl> = Vec::new();
+    for (from, span, mv) in items {
+        let one = || -> Result<Option<MoveDecl>, Diagnostic> {
+            let to = match mv.get_ref() {
+                DeValue::String(s) => s.to_string(),
+                other => {
+                    return Err(cx
+                        .err(
+                            mv.span(),
+                            format!(
+                                "the new address of `{from}` must be a string, found {}",
+                                type_name(other)
+                            ),
+                        )
+                        .hint(example));
+                }
+            };
+            let to_span = mv.span();
+            let address = |a: &str, at: Range<usize>| -> Result<(), Diagnostic> {
+                let ok = a.split_once('.').is_some_and(|(k, n)| {
+                    registry().provider(k).is_some()
+                        && !n.is_empty()
+                        && n.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                });
+                if ok {
+                    return Ok(());
+                }
+                let kinds: Vec<&str> = registry().kinds().collect();
+                let kind = a.split_once('.').map_or(a, |(k, _)| k);
+                let d = cx.err(at, format!("`{a}` in [moved] is not a resource address"));
+                Err(match suggest(kind, kinds.iter().copied()) {
+                    Some(s) if s != kind => d.hint(format!("did you mean `{s}.…`?")),
+                    _ => d.hint(format!(
+                        "write KIND.NAME with a resource kind ({}): {example}",
+                        kinds.join(", ")
+                    )),
+                })
+            };
+            address(&from, span.clone())?;
+            address(&to, to_span.clone())?;
+            let (fk, tk) = (from.split('.').next(), to.split('.').next());
+            if fk != tk {
+                return Err(cx
+                    .err(
+                        to_span,
+                        format!(
+                            "cannot move `{from}` to `{to}`: a move keeps the kind ({} is not {})",
+                            fk.unwrap_or_default(),
+                            tk.unwrap_or_default()
+                        ),
+                    )
+                    .hint("a resource of another kind is a new resource: remove this entry, and the plan replaces it"));
+            }
+            if from == to {
+                return Err(cx
+                    .err(span, format!("`{from}` is moved to itself"))
+                    .hint("remove this entry"));
+            }
+            if stack.resources.contains_key(&from) || cx.skipped.contains_key(&from) {
+                let line = stack
+                    .resources
+                    .get(&from)
+                    .map(|r| format!(" (line {})", stack.location(r.span.clone()).line))
+                    .unwrap_or_default();
+                return Err(cx
+                    .err(
+                        span,
+                        format!("`{from}` is moved to `{to}`, but the stack still declares `{from}`{line}"),
+                    )
+                    .hint(format!("rename its table to [{to}] (a move renames the resource), or remove this entry")));
+            }
+            // A target that exists only in other environments: nothing to move here.
+            if cx.skipped.contains_key(&to) {
+                return Ok(None);
+            }
+            if !stack.resources.contains_key(&to) {
+                let d = cx.err(
+                    to_span,
+                    format!("`{from}` is moved to `{to}`, which is not declared"),
+                );
+                return Err(
+                    match suggest(&to, stack.resources.keys().map(String::as_str)) {
+                        Some(s) => d.hint(format!("did you mean `{s}`?")),
+                        None => d.hint(format!("declare [{to}] (the renamed table) in the stack")),
+                    },
+                );
+            }
+            if let Some(other) = out.iter().find(|m| m.to == to) {
+                return Err(cx
+                    .err(
+                        to_span,
+                        format!("`{from}` and `{}` are both moved to `{to}`", other.from),
+                    )
+                    .hint(
+                        "one resource can take over only one address: remove one of the entries",
+                    ));
+            }
+            Ok(Some(MoveDecl {
+                from: from.clone(),
+                to,
+                span: span.clone(),
+                to_span,
+            }))
+        };
+        match one() {
+            Ok(Some(m)) => out.push(m),
+            Ok(None) => {}
+            Err(d) => errors.push(d),
+        }
+    }
+    match Diagnostic::all(errors) {
+        Some(all) => Err(all),
+        None => Ok(out),
+    }
 }
 
 fn account_id_of(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>) -> Result<String, Diagnostic> {

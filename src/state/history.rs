@@ -54,6 +54,9 @@ pub struct Draft {
     pub migrations: Vec<String>,
     pub snapshots: Vec<String>,
     pub note: Option<String>,
+    /// Why the run went ahead outside the environment's deploy windows
+    /// (`--override-window --reason`).
+    pub override_reason: Option<String>,
     /// The directory of the stack file: git user and commit are read there.
     pub stack_dir: Option<PathBuf>,
     pub caller_arn: Option<String>,
@@ -112,6 +115,10 @@ pub struct Record {
     pub snapshots: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// `--override-window --reason`: the run was outside the deploy windows. Absent from
+    /// older records (and from every other run), which therefore hash as they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_reason: Option<String>,
     /// sha256 of the previous record's line (`None` for the first).
     pub prev: Option<String>,
     /// [`state_digest`] of the state this write replaced (`None`: there was none).
@@ -228,6 +235,7 @@ pub fn prepare_after(
         migrations: draft.migrations.clone(),
         snapshots: draft.snapshots.clone(),
         note: draft.note.clone(),
+        override_reason: draft.override_reason.clone(),
         prev: lines.last().map(|l| sha256(l.as_bytes())),
         state_before: before.map(state_digest),
         state_after: state_digest(after),
@@ -547,6 +555,36 @@ mod tests {
         assert_eq!(r.broken, None, "{r:?}");
         assert_eq!(r.records.len(), 2);
         assert!(r.records[0].interrupted && !r.records[1].interrupted);
+    }
+
+    #[test]
+    fn an_override_reason_is_hashed_and_older_records_without_it_still_verify() {
+        let d = tempfile::tempdir().unwrap();
+        // Records written before the field existed have no `override_reason` key.
+        let s2 = three(d.path());
+        let path = path_for(&d.path().join("s.json"));
+        assert!(
+            !fs::read_to_string(&path)
+                .unwrap()
+                .contains("override_reason")
+        );
+        let mut s3 = s2.clone();
+        s3.serial += 1;
+        s3.records.insert("k".into(), "x".into());
+        let mut draft = Draft::new("apply");
+        draft.override_reason = Some("hotfix INC-42".into());
+        let line = prepare(&path, &draft, Some(&s2), &mut s3).unwrap();
+        append(&path, &line).unwrap();
+        let r = verify(&path, Some(&s3)).unwrap();
+        assert_eq!(r.broken, None, "{r:?}");
+        assert_eq!(
+            r.records[3].record.override_reason.as_deref(),
+            Some("hotfix INC-42")
+        );
+        // The reason is part of what the chain protects.
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, text.replace("INC-42", "INC-43")).unwrap();
+        assert_eq!(verify(&path, Some(&s3)).unwrap().broken.unwrap().record, 4);
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub enum Entry {
     Outputs {
         outputs: BTreeMap<String, super::OutputValue>,
     },
+    /// A `[moved]` rename: the resource at `from` is now at `to` (see [`super::moved`]).
+    Moved { from: String, to: String },
 }
 
 /// Applies journal entries to a state, in order. Idempotent for a given base.
@@ -88,6 +90,13 @@ pub fn replay(state: &mut State, entries: &[Entry]) {
                 state.pending.remove(address);
             }
             Entry::Outputs { outputs } => state.outputs = outputs.clone(),
+            // Checked by the plan against this base; a replay over a state that already has
+            // it (a second fold) finds nothing at `from` and leaves it as it is.
+            Entry::Moved { from, to } => {
+                if let Err(e) = super::moved(state, from, to) {
+                    tracing::debug!(%from, %to, error = %e, "move not replayed");
+                }
+            }
             Entry::Records { records } => {
                 for (k, v) in records {
                     if v.is_null() {

@@ -333,6 +333,67 @@ pub trait Backend: Send + Sync {
     fn descriptor(&self) -> BackendRef;
 }
 
+/// The error for an address state does not hold, with the closest one it does.
+pub fn not_in_state(state: &State, address: &str) -> crate::error::Diagnostic {
+    let d = crate::error::Diagnostic::new(format!("`{address}` is not in state"));
+    match crate::error::suggest(address, state.resources.keys().map(String::as_str)) {
+        Some(s) => d.hint(format!("did you mean `{s}`?")),
+        None => d.hint("`stackwright state list` shows what state holds"),
+    }
+}
+
+/// Renames `from` to `to` in state (the resource is not touched in AWS); what referred to
+/// `from` (dependencies, an open intent) follows. Shared by `state mv`, the stack file's
+/// `[moved]` table and the journal's replay of a move.
+pub fn moved(state: &mut State, from: &str, to: &str) -> Result<(), crate::error::Diagnostic> {
+    use crate::error::Diagnostic;
+    let Some(r) = state.resources.get(from) else {
+        return Err(not_in_state(state, from));
+    };
+    let Some((kind, name)) = to.split_once('.') else {
+        return Err(Diagnostic::new(format!(
+            "`{to}` is not a resource address (KIND.NAME, e.g. s3_bucket.uploads)"
+        )));
+    };
+    if kind != r.kind {
+        return Err(Diagnostic::new(format!(
+            "cannot move `{from}` (a {}) to `{to}`: an address keeps its kind",
+            r.kind
+        ))
+        .hint(format!("the new address must start with `{}.`", r.kind)));
+    }
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(Diagnostic::new(format!(
+            "`{to}`: invalid name `{name}` (use letters, digits, '_' and '-')"
+        )));
+    }
+    if state.resources.contains_key(to) {
+        return Err(Diagnostic::new(format!(
+            "cannot move `{from}` to `{to}`: `{to}` is already in state"
+        ))
+        .hint(format!(
+            "`stackwright state rm {to}` first if that one should be forgotten"
+        )));
+    }
+    let r = state.resources.remove(from).expect("checked");
+    state.resources.insert(to.to_owned(), r);
+    for other in state.resources.values_mut() {
+        for d in &mut other.depends_on {
+            if d == from {
+                *d = to.to_owned();
+            }
+        }
+    }
+    if let Some(i) = state.pending.remove(from) {
+        state.pending.insert(to.to_owned(), i);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -939,7 +939,7 @@ fn plan_value() -> impl Strategy<Value = Value> {
                 .collect();
             let mut plan = json!({
                 "kind": "stackwright-plan",
-                "format_version": 3,
+                "format_version": 4,
                 "tool_version": "0.1.0",
                 "stack": stack,
                 "prior_state": if fresh {
