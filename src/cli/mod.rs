@@ -261,8 +261,9 @@ pub enum Command {
         /// The revision to redeploy: its number, family:N or ARN.
         #[arg(long, value_name = "REVISION")]
         to: Option<String>,
-        /// How long to wait for the service to be steady ("10m"; a bare number is seconds).
-        #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+        /// How long to wait for the service to be steady ("10m"; a bare number is seconds);
+        /// the same default as apply's.
+        #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_duration)]
         wait_timeout: std::time::Duration,
         /// How long to wait for another run's state lock.
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]

@@ -175,6 +175,18 @@ pub(crate) fn restore_command(stack: &Stack, snapshot: &str) -> String {
     )
 }
 
+/// The line a failed run's error ends with when a snapshot protects it.
+fn restore_hint(stack: &Stack, snapshot: Option<&str>) -> String {
+    snapshot
+        .map(|id| {
+            format!(
+                "\n  restore the pre-migration snapshot with: {}",
+                restore_command(stack, id)
+            )
+        })
+        .unwrap_or_default()
+}
+
 fn pending_label(f: &MigrationFile) -> String {
     f.path
         .file_name()
@@ -422,15 +434,7 @@ impl Step<'_> {
             c.since = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         }
         emit_checkpoint(self.events, &c);
-        let restore = snapshot
-            .as_ref()
-            .map(|id| {
-                format!(
-                    "\n  restore the pre-migration snapshot with: {}",
-                    restore_command(self.stack, id)
-                )
-            })
-            .unwrap_or_default();
+        let restore = restore_hint(self.stack, snapshot.as_deref());
         self.note(format!(
             "running `{}` in a one-off task of {}",
             t.command.join(" "),
@@ -564,18 +568,8 @@ impl Step<'_> {
         if let Some(id) = &snapshot_id {
             records.insert(SNAPSHOT_RECORD.into(), Value::String(id.clone()));
         }
-        let report = result.map_err(|e| {
-            let restore = snapshot_id
-                .as_ref()
-                .map(|id| {
-                    format!(
-                        "\n  restore the pre-migration snapshot with: {}",
-                        restore_command(self.stack, id)
-                    )
-                })
-                .unwrap_or_default();
-            format!("{e}{restore}")
-        })?;
+        let report = result
+            .map_err(|e| format!("{e}{}", restore_hint(self.stack, snapshot_id.as_deref())))?;
         if report.applied.is_empty() && matches!(set.mode, Mode::Sql) {
             self.note("no pending migrations");
         }

@@ -1841,38 +1841,11 @@ fn migrations_decl(
                 dir = Some(d);
             }
             "database" => {
-                let d = as_str(cx, val, k)?;
-                let d = d.trim_start_matches("${").trim_end_matches('}');
-                match stack.resources.get(d) {
-                    Some(r) if r.kind == "rds_instance" => database = Some(d.to_owned()),
-                    Some(r) => {
-                        return Err(cx.err(
-                            val.span(),
-                            format!(
-                                "`database` must name an rds_instance, but `{d}` is a {}",
-                                r.kind
-                            ),
-                        ));
-                    }
-                    None => {
-                        let rds: Vec<&str> = stack
-                            .resources
-                            .values()
-                            .filter(|r| r.kind == "rds_instance")
-                            .map(|r| r.address.as_str())
-                            .collect();
-                        return Err(cx
-                            .err(
-                                val.span(),
-                                format!("`database` names `{d}`, which is not declared"),
-                            )
-                            .hint(if rds.is_empty() {
-                                "declare an [rds_instance.NAME] and name it here".to_owned()
-                            } else {
-                                format!("declared instances: {}", rds.join(", "))
-                            }));
-                    }
-                }
+                database = Some(
+                    declared_of_kind(cx, val, "database", "rds_instance", stack)?
+                        .address
+                        .clone(),
+                );
             }
             "url" => {
                 let ut = as_table(cx, val, "migrations.url")?;
@@ -1987,6 +1960,44 @@ fn migrations_decl(
     })
 }
 
+/// The resource a `[migrations]` key names (`"rds_instance.main"` or `"${rds_instance.main}"`),
+/// which must be declared and of `kind`.
+fn declared_of_kind<'s>(
+    cx: &Cx<'_>,
+    val: &Spanned<DeValue<'_>>,
+    key: &str,
+    kind: &str,
+    stack: &'s Stack,
+) -> Result<&'s Resource, Diagnostic> {
+    let d = as_str(cx, val, key)?;
+    let d = d.trim_start_matches("${").trim_end_matches('}');
+    match stack.resources.get(d) {
+        Some(r) if r.kind == kind => Ok(r),
+        Some(r) => Err(cx.err(
+            val.span(),
+            format!("`{key}` must name an {kind}, but `{d}` is a {}", r.kind),
+        )),
+        None => {
+            let declared: Vec<&str> = stack
+                .resources
+                .values()
+                .filter(|r| r.kind == kind)
+                .map(|r| r.address.as_str())
+                .collect();
+            Err(cx
+                .err(
+                    val.span(),
+                    format!("`{key}` names `{d}`, which is not declared"),
+                )
+                .hint(if declared.is_empty() {
+                    format!("declare an [{kind}.NAME] and name it here")
+                } else {
+                    format!("declared: {}", declared.join(", "))
+                }))
+        }
+    }
+}
+
 /// `task = { service = "ecs_service.api", command = [...], container = "web" }`.
 fn task_migration(
     cx: &Cx<'_>,
@@ -2000,38 +2011,8 @@ fn task_migration(
     for (k, kspan, val) in entries(t) {
         match k {
             "service" => {
-                let d = as_str(cx, val, k)?;
-                let d = d.trim_start_matches("${").trim_end_matches('}');
-                match stack.resources.get(d) {
-                    Some(r) if r.kind == "ecs_service" => service = Some((d.to_owned(), r)),
-                    Some(r) => {
-                        return Err(cx.err(
-                            val.span(),
-                            format!(
-                                "`task.service` must name an ecs_service, but `{d}` is a {}",
-                                r.kind
-                            ),
-                        ));
-                    }
-                    None => {
-                        let declared: Vec<&str> = stack
-                            .resources
-                            .values()
-                            .filter(|r| r.kind == "ecs_service")
-                            .map(|r| r.address.as_str())
-                            .collect();
-                        return Err(cx
-                            .err(
-                                val.span(),
-                                format!("`task.service` names `{d}`, which is not declared"),
-                            )
-                            .hint(if declared.is_empty() {
-                                "declare an [ecs_service.NAME] and name it here".to_owned()
-                            } else {
-                                format!("declared services: {}", declared.join(", "))
-                            }));
-                    }
-                }
+                let r = declared_of_kind(cx, val, "task.service", "ecs_service", stack)?;
+                service = Some((r.address.clone(), r));
             }
             "command" => {
                 let c: Vec<String> = str_list(cx, val, k)?.into_iter().map(|(s, _)| s).collect();
