@@ -610,4 +610,42 @@ depends_on = ["s3_bucket.b"]
         );
         assert_eq!(decl.url, Some(UrlSource::Ssm("/x/dev".into())));
     }
+
+    #[test]
+    fn an_environment_can_run_its_migrations_another_way() {
+        let rds = "[rds_instance.d]\nidentifier = \"d\"\nengine = \"postgres\"\ninstance_class = \"x\"\nallocated_storage = 20\nmaster_username = \"u\"\nmaster_password = { from_env = \"PATH\" }\n";
+        let svc = "[ecs_service.api]\nname = \"api\"\ncluster = \"c\"\nsubnets = [\"s\"]\n[ecs_service.api.task]\nfamily = \"f\"\ncpu = 256\nmemory = 512\n[[ecs_service.api.task.container]]\nname = \"web\"\nimage = \"nginx\"\n";
+        let m = "[migrations]\ndir = \"m\"\ndatabase = \"rds_instance.d\"\nurl = { ssm = \"/x/${env}\" }\n";
+        let prod = "[env.prod.migrations]\ndatabase = \"rds_instance.d\"\ntask = { service = \"ecs_service.api\", command = [\"alembic\", \"upgrade\", \"head\"] }\n";
+        let text = format!("{BASE}{rds}{svc}{m}{prod}");
+        let dev = load_str(&text, Some("dev"), &[])
+            .unwrap()
+            .migrations
+            .unwrap();
+        assert!(dev.task.is_none());
+        assert_eq!(dev.url, Some(UrlSource::Ssm("/x/dev".into())));
+        let prod = load_str(&text, Some("prod"), &[])
+            .unwrap()
+            .migrations
+            .unwrap();
+        assert_eq!(
+            prod.task,
+            Some(TaskMigration {
+                service: "ecs_service.api".into(),
+                command: vec!["alembic".into(), "upgrade".into(), "head".into()],
+                container: None,
+            })
+        );
+        assert_eq!(
+            prod.url, None,
+            "the whole table is prod's own: no url inherited"
+        );
+        // Its mistakes are located like any other.
+        let bad = text.replace("ecs_service.api\", command", "ecs_service.web\", command");
+        let e = load_str(&bad, Some("prod"), &[]).unwrap_err();
+        assert!(
+            e.message.contains("`task.service` names `ecs_service.web`"),
+            "{e}"
+        );
+    }
 }

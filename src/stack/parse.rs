@@ -227,6 +227,8 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
     let mut name = None;
     let (mut account_id, mut profile) = (None, None);
     let mut rules = (crate::rules::Rules::default(), None);
+    // `[env.E.migrations]`: the chosen environment's migrations, instead of `[migrations]`.
+    let mut env_migrations = None;
     let mut environments: Vec<String> = Vec::new();
     // Errors in the header tables are collected with the resources' (the file's every
     // error at once, in file order); only a wrong `--env` stops at once.
@@ -416,13 +418,27 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
                                 rules = (r, Some(kspan.start..v.span().end));
                             }
                         }
+                        // Read once the resources are known, for the chosen one only
+                        // (another environment's resources are not in this stack).
+                        "migrations" => {
+                            if chosen {
+                                env_migrations = Some((v, kspan.start..v.span().end));
+                            }
+                        }
                         _ => {
                             return Err(unknown_key(
                                 &cx,
                                 k,
                                 kspan,
                                 &format!("[env.{e}]"),
-                                &["vars", "account_id", "region", "profile", "rules"],
+                                &[
+                                    "vars",
+                                    "account_id",
+                                    "region",
+                                    "profile",
+                                    "rules",
+                                    "migrations",
+                                ],
                             ));
                         }
                     }
@@ -586,6 +602,9 @@ pub(super) fn parse(path: &Path, source: String, opts: &LoadOptions) -> Result<S
         rules_span: rules.1,
         moves: Vec::new(),
     };
+    // The whole table, not a merge: an environment that runs its migrations another way
+    // (a one-off task in prod, SQL files in dev) says all of it in one place.
+    let migrations = env_migrations.or(migrations);
     check_references(&cx, &stack, migrations.is_some())?;
     if let Some(v) = moved_v {
         stack.moves = moved_decls(&cx, v, &stack)?;
