@@ -157,7 +157,7 @@ impl Provider for S3Bucket {
 
     async fn read(&self, cx: &Cx<'_>, id: &str) -> Result<Option<Live>> {
         let region = cx.aws.config.region().map(|r| r.as_ref().to_owned());
-        match read_bucket(&cx.aws.s3(), region.as_deref(), id, &|a| cx.wants(a)).await {
+        match read_bucket(&cx.aws.s3(), region.as_deref(), id, &|a| cx.wants(a), false).await {
             Err(e) if is_no_such_bucket(&e) => Ok(None),
             other => other,
         }
@@ -364,7 +364,7 @@ where
 async fn read_back(cx: &Cx<'_>, id: &str) -> Result<Live> {
     let region = cx.aws.config.region().map(|r| r.as_ref().to_owned());
     until_visible(|| async {
-        read_bucket(&cx.aws.s3(), region.as_deref(), id, &|_| true)
+        read_bucket(&cx.aws.s3(), region.as_deref(), id, &|_| true, false)
             .await?
             .ok_or_else(|| {
                 AwsError::new(
@@ -399,11 +399,14 @@ where
 }
 
 /// Reads the bucket, calling only the APIs behind attributes `wants` asks for.
+/// `force_head`: ask HeadBucket even when GETs are made (the bucket answered from another
+/// region).
 async fn read_bucket(
     s3: &Client,
     config_region: Option<&str>,
     id: &str,
     wants: &(dyn Fn(&str) -> bool + Sync),
+    force_head: bool,
 ) -> Result<Option<Live>> {
     let (want_ver, want_enc, want_pab, want_tags, want_lc) = (
         wants("versioning"),
@@ -412,8 +415,19 @@ async fn read_bucket(
         wants("tags"),
         wants("lifecycle_rule"),
     );
+    // HeadBucket says whether the bucket exists and its region. When a GET is made anyway,
+    // its NoSuchBucket says the first, and the region is the client's (a bucket elsewhere
+    // answers the GETs with a redirect, and is then read again with HeadBucket).
+    let any_get = want_ver || want_enc || want_pab || want_tags || want_lc;
+    let head_first = !any_get || force_head;
     let (head, versioning, encryption, pab, tagging, lifecycle) = tokio::join!(
-        s3.head_bucket().bucket(id).send(),
+        async {
+            if head_first {
+                Some(s3.head_bucket().bucket(id).send().await)
+            } else {
+                None
+            }
+        },
         async {
             if want_ver {
                 Some(s3.get_bucket_versioning().bucket(id).send().await)
@@ -456,27 +470,30 @@ async fn read_bucket(
         },
     );
     let head = match head {
-        Ok(h) => h,
-        Err(e) if head_not_found(&e) => return Ok(None),
-        Err(e) => return Err(aws_err(e)),
-    };
-    let versioning = versioning.transpose().map_err(aws_err)?;
-    let encryption = match encryption {
-        Some(r) => optional(r, "ServerSideEncryptionConfigurationNotFoundError")?,
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) if head_not_found(&e) => return Ok(None),
+        Some(Err(e)) => return Err(aws_err(e)),
         None => None,
     };
-    let pab = match pab {
-        Some(r) => optional(r, "NoSuchPublicAccessBlockConfiguration")?,
-        None => None,
+    let versioning = match versioning.transpose().map_err(aws_err) {
+        Err(e) if head.is_none() && is_elsewhere(&e) => {
+            return Box::pin(read_bucket(s3, config_region, id, wants, true)).await;
+        }
+        other => other?,
     };
-    let tagging = match tagging {
-        Some(r) => optional(r, "NoSuchTagSet")?,
-        None => None,
-    };
-    let lifecycle = match lifecycle {
-        Some(r) => optional(r, "NoSuchLifecycleConfiguration")?,
-        None => None,
-    };
+    let again = || Box::pin(read_bucket(s3, config_region, id, wants, true));
+    macro_rules! get_or_again {
+        ($r:expr, $absent:expr) => {
+            match $r.map(|r| optional(r, $absent)).transpose() {
+                Err(e) if head.is_none() && is_elsewhere(&e) => return again().await,
+                other => other?.flatten(),
+            }
+        };
+    }
+    let encryption = get_or_again!(encryption, "ServerSideEncryptionConfigurationNotFoundError");
+    let pab = get_or_again!(pab, "NoSuchPublicAccessBlockConfiguration");
+    let tagging = get_or_again!(tagging, "NoSuchTagSet");
+    let lifecycle = get_or_again!(lifecycle, "NoSuchLifecycleConfiguration");
 
     let mut attrs = Attrs::new();
     attrs.insert("name".into(), Value::from(id));
@@ -541,7 +558,8 @@ async fn read_bucket(
     }
 
     let region = head
-        .bucket_region()
+        .as_ref()
+        .and_then(|h| h.bucket_region())
         .or(config_region)
         .unwrap_or("us-east-1");
     attrs.insert(
@@ -555,6 +573,14 @@ async fn read_bucket(
         attrs,
         private: None,
     }))
+}
+
+/// The bucket lives in another region than the client's (S3 answers with a redirect).
+fn is_elsewhere(e: &AwsError) -> bool {
+    e.is("PermanentRedirect")
+        || e.is("AuthorizationHeaderMalformed")
+        || e.is("IllegalLocationConstraintException")
+        || e.status == Some(301)
 }
 
 fn head_not_found(e: &SdkError<HeadBucketError, aws_sdk_s3::config::http::HttpResponse>) -> bool {

@@ -199,3 +199,39 @@ async fn refresh_keeps_each_service_under_its_concurrency_ceiling() {
     let max = proxy.max_in_flight();
     assert!((1..=12).contains(&max), "{max} requests in flight at once");
 }
+
+#[tokio::test]
+async fn a_bucket_whose_settings_are_read_needs_no_head_bucket() {
+    let env = TestEnv::new();
+    env.write(
+        "s.toml",
+        "[stack]\nname = \"hb\"\nregion = \"us-east-1\"\n\n[s3_bucket.b]\nname = \"hb-bucket-1\"\nversioning = true\ntags = { app = \"hb\" }\n",
+    );
+    env.ok(["apply", "s.toml", "--auto-approve"]);
+    let proxy = env.proxy();
+    let before = proxy.operations().len();
+    env.run(["plan", "s.toml", "--detailed-exitcode"])
+        .assert_code(0);
+    let ops = proxy.operations()[before..].to_vec();
+    // Versioning, tags and the public access block: one GET each, and the bucket's
+    // existence comes with them.
+    assert_eq!(count(&ops, "s3:HEAD"), 0, "{ops:?}");
+    assert_eq!(count(&ops, "s3:GET"), 3, "{ops:?}");
+
+    // Deleted outside: the GETs' NoSuchBucket says so.
+    let s3 = env.s3().await;
+    s3.delete_bucket()
+        .bucket("hb-bucket-1")
+        .send()
+        .await
+        .unwrap();
+    env.run(["plan", "s.toml", "--detailed-exitcode"])
+        .assert_code(2)
+        .assert_stdout_contains("# s3_bucket.b will be created");
+    env.ok(["apply", "s.toml", "--auto-approve"]);
+    let st: serde_json::Value = serde_json::from_str(&env.read("state/hb.json")).unwrap();
+    assert_eq!(
+        st["resources"]["s3_bucket.b"]["attributes"]["region"], "us-east-1",
+        "{st:#}"
+    );
+}
