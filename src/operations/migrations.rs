@@ -216,7 +216,23 @@ pub async fn plan_section(
         database: m.database.clone(),
         ..Default::default()
     };
-    if let Some(c) = checkpoint(state) {
+    if let Some(c) = checkpoint(state)
+        && m.task.is_some()
+    {
+        section.interrupted = Some(format!(
+            "the migration task of a run started {} did not finish{}; apply runs it again{}",
+            c.since,
+            c.snapshot
+                .as_deref()
+                .map(|s| format!(" (snapshot {s})"))
+                .unwrap_or_default(),
+            if c.snapshot.is_some() {
+                " under the same snapshot"
+            } else {
+                ""
+            }
+        ));
+    } else if let Some(c) = checkpoint(state) {
         section.interrupted = Some(format!(
             "interrupted {} (run started {}{}); apply resumes from there{}",
             match c.applied.last() {

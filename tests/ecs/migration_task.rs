@@ -304,9 +304,29 @@ async fn a_failing_migration_task_stops_the_apply_before_the_service_moves() {
         ],
         env_vars,
     );
-    p.assert_code(2).assert_stdout_contains(
-        "in a one-off task of ecs_service.api's new revision (its task changes)",
-    );
+    p.assert_code(2)
+        .assert_stdout_contains(
+            "in a one-off task of ecs_service.api's new revision (its task changes)",
+        )
+        .assert_stdout_contains(&format!(
+            "did not finish (snapshot {}); apply runs it again under the same snapshot",
+            snaps[0]
+        ));
+    // The next apply fails the same way, under that same snapshot: no second one.
+    env.run_with(
+        [
+            "apply",
+            "shop.toml",
+            "--auto-approve",
+            "--var",
+            "image_tag=2.0",
+        ],
+        env_vars,
+    )
+    .assert_code(1)
+    .assert_stdout_contains(&format!("reusing snapshot {}", snaps[0]));
+    assert_eq!(snapshots(&env).await.len(), 1);
+    assert_eq!(migration_tasks(&env).await.len(), 2, "the task ran again");
 }
 
 #[test]
