@@ -159,8 +159,13 @@ fn run() -> Result<()> {
         let work = dir.path().join(format!("s{n}"));
         std::fs::create_dir_all(&work)?;
         std::fs::write(work.join("lat.toml"), stack(n))?;
-        let out = stackwright(&bin, &work, &direct, &["apply", "lat.toml", "--auto-approve"])
-            .output()?;
+        let out = stackwright(
+            &bin,
+            &work,
+            &direct,
+            &["apply", "lat.toml", "--auto-approve"],
+        )
+        .output()?;
         ensure!(
             out.status.success(),
             "apply of {n} failed: {}",
