@@ -1,7 +1,10 @@
 //! `stackwright` against `terraform`, on the same stacks, on the same moto, at several sizes.
 //!
-//! Run with `cargo bench --bench plan_vs_terraform`. Without `--bench` among the arguments
-//! (as under `cargo test --all-targets`) it prints one line and returns.
+//! Run with `cargo bench --bench plan_vs_terraform`, or `cargo test --bench
+//! plan_vs_terraform -- --bench` (the same binary in the test profile: it only spawns and
+//! times processes, and saves a release build of every dependency with the
+//! dev-dependencies' features). Without `--bench` among the arguments (as under
+//! `cargo test --all-targets`) it prints one line and returns.
 //!
 //! What it does (docs/performance.md has the results, docs/benchmarks.md the method):
 //!
@@ -31,7 +34,8 @@
 //! Environment: `SW_BENCH_SIZES` (comma-separated resource counts, each at least 10),
 //! `SW_BENCH_RUNS` (timed runs per row: one number, or one per size such as `5,5,3`),
 //! `SW_BENCH_NO_DOCS=1`, `TERRAFORM` (the terraform binary, default `terraform` on PATH),
-//! `SW_BENCH_TF_MIRROR` (default `/opt/tf-plugins`).
+//! `SW_BENCH_TF_MIRROR` (default `/opt/tf-plugins`), `SW_BENCH_STACKWRIGHT` (a stackwright
+//! executable to use instead of building one).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark reports on the terminal
 
@@ -162,8 +166,13 @@ fn run() -> Result<()> {
         "SW_BENCH_RUNS: give one number, or one per size ({} sizes)",
         sizes.len()
     );
-    step("building stackwright (release)");
-    let sw = build_stackwright(&root)?;
+    let sw = match std::env::var_os("SW_BENCH_STACKWRIGHT") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            step("building stackwright (release)");
+            build_stackwright(&root)?
+        }
+    };
     eprintln!("    {}", sw.display());
     let tools = Tools {
         sw,
@@ -879,6 +888,20 @@ struct Report {
     results: Vec<SizeResult>,
 }
 
+/// How this binary was started: `cargo bench` builds it in target/release, `cargo test`
+/// (with `-- --bench`) in target/debug; the stackwright under test is a release build
+/// either way.
+fn invocation() -> &'static str {
+    let release = std::env::current_exe()
+        .map(|p| p.components().any(|c| c.as_os_str() == "release"))
+        .unwrap_or(true);
+    if release {
+        "cargo bench --bench plan_vs_terraform"
+    } else {
+        "cargo test --bench plan_vs_terraform -- --bench"
+    }
+}
+
 fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s < 10.0 {
@@ -918,9 +941,10 @@ impl Report {
         let done: Vec<usize> = self.results.iter().map(|r| r.n).collect();
         let _ = writeln!(
             s,
-            "Command: `SW_BENCH_SIZES={} SW_BENCH_RUNS={} cargo bench --bench plan_vs_terraform`{}.\n",
+            "Command: `SW_BENCH_SIZES={} SW_BENCH_RUNS={} {}`{}.\n",
             join(&self.sizes_asked),
             join(&self.runs),
+            invocation(),
             if done.len() < self.sizes_asked.len() {
                 format!(
                     " (sizes measured so far: {}; the bench rewrites this section after each size)",
@@ -959,7 +983,7 @@ impl Report {
             let p = ratio(r.nochange.0.median, r.nochange.1.median);
             let _ = writeln!(
                 s,
-                "| {} | no-change plan ({} runs) | {} | {} | **{p:.1}×** | {} |",
+                "| {} | no-change plan ({} timed) | {} | {} | **{p:.1}×** | {} |",
                 r.n,
                 r.runs,
                 secs(r.nochange.0.median),
@@ -969,7 +993,7 @@ impl Report {
             let c = ratio(r.change.0.median, r.change.1.median);
             let _ = writeln!(
                 s,
-                "| {} | one-change plan ({} runs) | {} | {} | {c:.1}× | — |",
+                "| {} | one-change plan ({} timed) | {} | {} | {c:.1}× | — |",
                 r.n,
                 r.runs,
                 secs(r.change.0.median),

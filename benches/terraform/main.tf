@@ -99,9 +99,13 @@ resource "aws_s3_bucket_versioning" "b" {
 resource "aws_ssm_parameter" "p" {
   count = var.parameters
   name  = "/tfbench/p${count.index + 1}"
-  type  = count.index % 5 == 4 ? "SecureString" : "String"
+  # At 2,000 resources the provider retried two PutParameter calls that moto had already
+  # carried out (cause not diagnosed), and the apply failed with ParameterAlreadyExists;
+  # overwrite makes such a retry harmless. It changes nothing the plans read.
+  overwrite = true
+  type      = count.index % 5 == 4 ? "SecureString" : "String"
   value = (count.index % 5 == 4 ? var.secret
-    : count.index == 0 && var.edit_first ? "v-1-edited" : "v-${count.index + 1}")
+  : count.index == 0 && var.edit_first ? "v-1-edited" : "v-${count.index + 1}")
 }
 
 resource "aws_security_group" "g" {
