@@ -21,6 +21,34 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The demo's `api` service and the task definition it runs, as ECS reports them.
+async fn api_service(
+    ecs: &aws_sdk_ecs::Client,
+) -> (
+    aws_sdk_ecs::types::Service,
+    aws_sdk_ecs::types::TaskDefinition,
+) {
+    let svc = ecs
+        .describe_services()
+        .cluster("webapp-dev")
+        .services("api")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .clone();
+    let td = ecs
+        .describe_task_definition()
+        .task_definition(svc.task_definition().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .clone();
+    (svc, td)
+}
+
 #[tokio::test]
 async fn the_demo_stack_applies_replans_to_no_changes_and_reads_back() {
     let env = TestEnv::new();
@@ -111,15 +139,7 @@ async fn the_demo_stack_applies_replans_to_no_changes_and_reads_back() {
     // The app runs on Fargate behind the blue group, its secrets read from Parameter Store
     // through the execution role Stackwright wrote.
     let ecs = aws_sdk_ecs::Client::new(&conf);
-    let svc = ecs
-        .describe_services()
-        .cluster("webapp-dev")
-        .services("api")
-        .send()
-        .await
-        .unwrap()
-        .services()[0]
-        .clone();
+    let (svc, td) = api_service(&ecs).await;
     assert_eq!((svc.desired_count(), svc.running_count()), (1, 1));
     assert!(
         svc.load_balancers()[0]
@@ -127,13 +147,7 @@ async fn the_demo_stack_applies_replans_to_no_changes_and_reads_back() {
             .unwrap()
             .contains("/webapp-dev-blue/")
     );
-    let td = ecs
-        .describe_task_definition()
-        .task_definition(svc.task_definition().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let td = td.task_definition().unwrap();
+    let td = &td;
     assert_eq!(
         td.execution_role_arn(),
         Some("arn:aws:iam::123456789012:role/webapp-dev-api-exec")
@@ -254,27 +268,10 @@ async fn the_demo_stack_applies_replans_to_no_changes_and_reads_back() {
     cmd("plan", &[&["--detailed-exitcode"][..], &release].concat())
         .assert_success()
         .assert_stdout_contains("No changes.");
-    let svc = ecs
-        .describe_services()
-        .cluster("webapp-dev")
-        .services("api")
-        .send()
-        .await
-        .unwrap()
-        .services()[0]
-        .clone();
-    let td = ecs
-        .describe_task_definition()
-        .task_definition(svc.task_definition().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let image = td.task_definition().unwrap().container_definitions()[0]
-        .image()
-        .unwrap()
-        .to_owned();
+    let (_, td) = api_service(&ecs).await;
+    let image = td.container_definitions()[0].image().unwrap().to_owned();
     assert!(image.ends_with(":1.1.0"), "{image}");
-    assert_eq!(td.task_definition().unwrap().revision(), 2);
+    assert_eq!(td.revision(), 2);
 
     env.run_with(["audit", "stacks/webapp.toml", "--env", "dev"], secrets)
         .assert_success()

@@ -54,6 +54,22 @@ fn json_apply(env: &TestEnv, tag: &str) -> crate::common::Run {
     )
 }
 
+fn plan_tag(env: &TestEnv, tag: &str) -> crate::common::Run {
+    let var = format!("image_tag={tag}");
+    env.run_with(
+        ["plan", "shop.toml", "--detailed-exitcode", "--var", &var],
+        env_vars,
+    )
+}
+
+fn apply_tag(env: &TestEnv, tag: &str) -> crate::common::Run {
+    let var = format!("image_tag={tag}");
+    env.run_with(
+        ["apply", "shop.toml", "--auto-approve", "--var", &var],
+        env_vars,
+    )
+}
+
 fn events(run: &crate::common::Run) -> Vec<Value> {
     run.stdout()
         .lines()
@@ -167,16 +183,7 @@ async fn the_new_revision_runs_the_migrations_after_the_snapshot_and_before_the_
         "the service runs the revision the migrations ran"
     );
     // Nothing changes: no task runs again, and the plan says so.
-    let again = env.run_with(
-        [
-            "plan",
-            "shop.toml",
-            "--detailed-exitcode",
-            "--var",
-            "image_tag=1.0",
-        ],
-        env_vars,
-    );
+    let again = plan_tag(&env, "1.0");
     again.assert_code(0);
     assert!(!again.stdout().contains("one-off task"), "{again}");
 
@@ -220,17 +227,7 @@ async fn the_new_revision_runs_the_migrations_after_the_snapshot_and_before_the_
         st["records"].get("operations.migrations").is_none(),
         "{st:#}"
     );
-    env.run_with(
-        [
-            "plan",
-            "shop.toml",
-            "--detailed-exitcode",
-            "--var",
-            "image_tag=2.0",
-        ],
-        env_vars,
-    )
-    .assert_code(0);
+    plan_tag(&env, "2.0").assert_code(0);
     assert!(
         !env.read("state/shop.json")
             .contains("db-password-not-in-state")
@@ -242,31 +239,12 @@ async fn a_failing_migration_task_stops_the_apply_before_the_service_moves() {
     let env = TestEnv::with_moto_env(&[("STACKWRIGHT_MOTO_TASK_EXIT_CODE", "3")]);
     // The service and its database exist first, without migrations.
     env.write("shop.toml", with_db(false));
-    env.run_with(
-        [
-            "apply",
-            "shop.toml",
-            "--auto-approve",
-            "--var",
-            "image_tag=1.0",
-        ],
-        env_vars,
-    )
-    .assert_success();
+    apply_tag(&env, "1.0").assert_success();
     let before = service(&env).await.unwrap();
     let rev1 = before.task_definition().unwrap().to_owned();
 
     env.write("shop.toml", with_db(true));
-    let run = env.run_with(
-        [
-            "apply",
-            "shop.toml",
-            "--auto-approve",
-            "--var",
-            "image_tag=2.0",
-        ],
-        env_vars,
-    );
+    let run = apply_tag(&env, "2.0");
     run.assert_code(1);
     let out = format!("{}{}", run.stdout(), run.stderr());
     let tasks = migration_tasks(&env).await;
@@ -294,16 +272,7 @@ async fn a_failing_migration_task_stops_the_apply_before_the_service_moves() {
         Some(rev1.as_str()),
     );
     // The next plan still has both the task and the new revision to do.
-    let p = env.run_with(
-        [
-            "plan",
-            "shop.toml",
-            "--detailed-exitcode",
-            "--var",
-            "image_tag=2.0",
-        ],
-        env_vars,
-    );
+    let p = plan_tag(&env, "2.0");
     p.assert_code(2)
         .assert_stdout_contains(
             "in a one-off task of ecs_service.api's new revision (its task changes)",
@@ -313,18 +282,9 @@ async fn a_failing_migration_task_stops_the_apply_before_the_service_moves() {
             snaps[0]
         ));
     // The next apply fails the same way, under that same snapshot: no second one.
-    env.run_with(
-        [
-            "apply",
-            "shop.toml",
-            "--auto-approve",
-            "--var",
-            "image_tag=2.0",
-        ],
-        env_vars,
-    )
-    .assert_code(1)
-    .assert_stdout_contains(&format!("reusing snapshot {}", snaps[0]));
+    apply_tag(&env, "2.0")
+        .assert_code(1)
+        .assert_stdout_contains(&format!("reusing snapshot {}", snaps[0]));
     assert_eq!(snapshots(&env).await.len(), 1);
     assert_eq!(migration_tasks(&env).await.len(), 2, "the task ran again");
 }
